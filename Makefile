@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/digits_cnn.yaml
+
+.PHONY: install run test test-fast smoke lint format bench clean
+
+install: $(STAMP)
+
+# Reinstall only when the package definition changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	$(BIN)/bigmodel train $(CONFIG)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not multiprocess"
+
+smoke: install
+	$(BIN)/bigmodel smoke configs/
+
+lint: install
+	$(BIN)/ruff check bigmodel_cli tests bench
+	$(BIN)/ruff format --check bigmodel_cli tests bench
+
+format: install
+	$(BIN)/ruff check --fix bigmodel_cli tests bench
+	$(BIN)/ruff format bigmodel_cli tests bench
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,60 @@
+"""What the data tells the model builders, and the split arrays. No TensorFlow import."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Task = Literal["classification", "regression", "language_model"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shape and meaning of the examples, as the model builders need them.
+
+    - classification: `num_classes` classes, labels are integers in [0, num_classes).
+    - regression: `target_size` float targets per example.
+    - language_model: inputs and labels are token ids of shape (sequence_length,);
+      `num_classes == vocab_size` (the next token is the class).
+    Integer token inputs have `input_dtype == "int32"` and a `vocab_size`.
+    """
+
+    task: Task
+    input_shape: tuple[int, ...]
+    input_dtype: Literal["float32", "int32"] = "float32"
+    num_classes: int | None = None
+    target_size: int = 1
+    vocab_size: int | None = None
+    sequence_length: int | None = None
+    class_names: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Arrays:
+    """One split: inputs `x` (n, *input_shape) and labels `y` (n,) or (n, target_size)."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class DataBundle:
+    """Everything `load_data` returns: the spec and the three seeded splits."""
+
+    spec: DataSpec
+    train: Arrays
+    validation: Arrays | None
+    test: Arrays | None
+    description: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> Arrays | None:
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
