@@ -1,0 +1,171 @@
+"""Keras callbacks that make a run directory: metrics.csv, checkpoints, NaN guard, progress.
+
+Keras's own ModelCheckpoint and CSVLogger write in place; these write whole files
+atomically (checkpoints) or whole rows (metrics.csv), so a crash never leaves half
+of either.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tf_keras as keras
+
+from bigmodel_cli import run_dir
+from bigmodel_cli.console import EpochProgress
+
+
+def current_learning_rate(model: keras.Model) -> float:
+    """The optimizer's learning rate now (schedules report their current value)."""
+    try:
+        return float(keras.backend.get_value(model.optimizer.learning_rate))
+    except (AttributeError, TypeError, ValueError):
+        return float("nan")
+
+
+class Throughput(keras.callbacks.Callback):
+    """Times each epoch and counts examples, for metrics.csv, summary.json and progress."""
+
+    def __init__(self, batch_size: int, examples_per_epoch: int):
+        super().__init__()
+        self.batch_size = batch_size
+        self.examples_per_epoch = examples_per_epoch
+        self.epoch_seconds: dict[int, float] = {}
+        self.examples_seen = 0
+        self.train_seconds = 0.0
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        seconds = time.perf_counter() - self._start
+        self.epoch_seconds[epoch] = seconds
+        self.train_seconds += seconds
+        self.examples_seen += self.examples_per_epoch
+
+    def examples_per_second(self, epoch: int) -> float:
+        seconds = self.epoch_seconds.get(epoch, 0.0)
+        return self.examples_per_epoch / seconds if seconds else 0.0
+
+
+class MetricsCSV(keras.callbacks.Callback):
+    """Appends one whole row per epoch to metrics.csv: epoch, metrics, lr, seconds, examples/s."""
+
+    def __init__(self, path: Path, throughput: Throughput):
+        super().__init__()
+        self.path = path
+        self.throughput = throughput
+        self.columns: list[str] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({k: float(v) for k, v in sorted(logs.items()) if k != "lr"})
+        row["lr"] = current_learning_rate(self.model)
+        row["seconds"] = round(self.throughput.epoch_seconds.get(epoch, 0.0), 4)
+        row["examples_per_second"] = round(self.throughput.examples_per_second(epoch), 1)
+        if self.columns is None:
+            self.columns = self._existing_columns() or list(row)
+        write_header = not self.path.exists() or self.path.stat().st_size == 0
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore")
+        if write_header:
+            writer.writeheader()
+        writer.writerow(row)
+        # One write call per row: a crash leaves whole rows only.
+        with open(self.path, "a", encoding="utf-8", newline="") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+
+    def _existing_columns(self) -> list[str] | None:
+        if not self.path.exists():
+            return None
+        with open(self.path, encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), None)
+        return header or None
+
+
+def _save_model_atomically(model: keras.Model, path: Path) -> None:
+    run_dir.atomic_write(path, lambda tmp: model.save(tmp, overwrite=True))
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Saves checkpoints/last.keras every epoch and best.keras when `monitor` improves."""
+
+    def __init__(self, best: Path, last: Path, monitor: str, mode: str = "min"):
+        super().__init__()
+        self.best_path, self.last_path = best, last
+        self.monitor = monitor
+        self.mode = mode
+        self.best_value = math.inf if mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+
+    def _improved(self, value: float) -> bool:
+        return value < self.best_value if self.mode == "min" else value > self.best_value
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        _save_model_atomically(self.model, self.last_path)
+        value = logs.get(self.monitor)
+        if value is not None and np.isfinite(value) and self._improved(float(value)):
+            self.best_value, self.best_epoch = float(value), epoch + 1
+            _save_model_atomically(self.model, self.best_path)
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and remembers where it happened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.failed_at: tuple[int, int] | None = None  # (epoch, step), both 1-based
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.failed_at = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Feeds Keras's epoch and batch events to the progress display."""
+
+    def __init__(self, display: EpochProgress, throughput: Throughput):
+        super().__init__()
+        self.display = display
+        self.throughput = throughput
+        self._epoch_start = 0.0
+        self._batch_size = throughput.batch_size
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.display.start()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+        self.display.begin_epoch(epoch + 1)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        elapsed = time.perf_counter() - self._epoch_start
+        rate = (batch + 1) * self._batch_size / elapsed if elapsed > 0 else 0.0
+        self.display.update_step(batch + 1, (logs or {}).get("loss"), rate)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.display.end_epoch(
+            epoch + 1,
+            dict(logs or {}),
+            self.throughput.epoch_seconds[epoch],
+            self.throughput.examples_per_second(epoch),
+        )
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.display.stop()

@@ -1,0 +1,238 @@
+"""The `bigmodel` command: parse, call the library, print, exit code. Nothing else.
+
+Exit codes: 0 success; 1 training failed; 2 the user's input is wrong (every problem
+listed, no traceback); 130 interrupted. Heavy imports (TensorFlow) happen inside the
+commands that need them, so `--help`, `schema` and `validate --no-build` stay instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bigmodel_cli import console
+from bigmodel_cli.errors import TrainingFailed, UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = typer.Typer(
+    name="bigmodel",
+    help="Train Keras models from one YAML file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SetOption = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer needs Optional here on Python 3.10
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a config key (dotted; value parsed as YAML). Repeatable.",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (logs go to stderr).")
+]
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show TensorFlow's own log messages.")
+    ] = False,
+) -> None:
+    from bigmodel_cli.tfenv import set_verbose
+
+    set_verbose(verbose)
+
+
+def _fail(err: UserError) -> typer.Exit:
+    console.problems(err.problems)
+    return typer.Exit(EXIT_USER_ERROR)
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help="The config file (omit with --resume).", show_default=False),
+    ] = None,
+    set_: SetOption = None,
+    run_dir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--run-dir", help="Use this new or empty folder as the run directory."),
+    ] = None,
+    resume: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--resume", metavar="RUN_DIR", help="Continue an interrupted run."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Validate, build, train and save; prints the run directory."""
+    from bigmodel_cli import config_load
+    from bigmodel_cli.training import TrainOptions
+    from bigmodel_cli.training import train as run_training
+
+    try:
+        if resume is not None and (config is not None or set_ or run_dir is not None):
+            raise UserError(
+                "--resume RUN_DIR continues a run with its own config.yaml; "
+                "give no CONFIG, --set or --run-dir with it"
+            )
+        if resume is None and config is None:
+            raise UserError("missing CONFIG: bigmodel train CONFIG (or --resume RUN_DIR)")
+        cfg = config_load.load_config(config, set_ or []) if config is not None else None
+        options = TrainOptions(
+            config_path=config, overrides=set_ or [], run_dir=run_dir, resume=resume
+        )
+        summary = run_training(cfg, options)
+    except UserError as err:
+        raise _fail(err) from None
+    except TrainingFailed as err:
+        console.problems([str(err)], title="training failed")
+        raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if json_:
+        console.print_json(summary)
+        return
+    test = summary.get("test") or {}
+    if test:
+        console.table("test", ["metric", "value"], sorted(test.items()))
+    console.out.print(summary["run_dir"], highlight=False, soft_wrap=True)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by bigmodel train.")],
+    split: Annotated[str, typer.Option(help="train, validation or test.")] = "test",
+    data: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--data", metavar="CONFIG", help="Score on this config's data section."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Load the run's best model, score it on a split, write eval.json."""
+    from bigmodel_cli.evaluation import evaluate_run
+
+    try:
+        result = evaluate_run(run_dir, split, data)
+    except UserError as err:
+        raise _fail(err) from None
+    if json_:
+        console.print_json(result)
+        return
+    console.table(
+        f"{result['split']} ({result['examples']:,} examples)",
+        ["metric", "value"],
+        sorted(result["metrics"].items()),
+    )
+    per_class = result.get("per_class")
+    if per_class:
+        rows = [
+            (name, m["precision"], m["recall"], m["f1"], m["support"])
+            for name, m in per_class.items()
+        ]
+        console.table("per class", ["class", "precision", "recall", "f1", "support"], rows)
+        names = result["class_names"]
+        console.table(
+            "confusion matrix (rows: true, columns: predicted)",
+            ["", *names],
+            [(n, *row) for n, row in zip(names, result["confusion_matrix"], strict=True)],
+        )
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="The config file.")],
+    set_: SetOption = None,
+    json_: JsonOption = False,
+    no_build: Annotated[
+        bool, typer.Option("--no-build", help="Check the config only; do not build the model.")
+    ] = False,
+) -> None:
+    """Check the config; unless --no-build, build the model and show its size."""
+    from bigmodel_cli import config_load
+
+    try:
+        cfg = config_load.load_config(config, set_ or [])
+        if no_build:
+            result = {"valid": True, "name": cfg.name, "model_type": cfg.model.type}
+        else:
+            from bigmodel_cli.model_summary import summarize
+
+            result = {"valid": True, **summarize(cfg, config.parent)}
+    except UserError as err:
+        raise _fail(err) from None
+    if json_:
+        console.print_json(result)
+        return
+    if no_build:
+        console.out.print(f"{config}: valid ({cfg.model.type})", highlight=False)
+        return
+    rows = [
+        (la["name"], la["type"], str(tuple(la["output_shape"])), la["params"])
+        for la in result["layers"]
+    ]
+    console.table(
+        f"{cfg.name}: {cfg.model.type}", ["layer", "type", "output shape", "params"], rows
+    )
+    console.out.print(
+        f"params: {result['params']:,} (trainable {result['trainable_params']:,})  "
+        f"FLOPs per example: {result['flops_per_example']:,}",
+        highlight=False,
+    )
+
+
+@app.command()
+def smoke(
+    paths: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Argument(help="Config files or folders (default: configs/)."),
+    ] = None,
+) -> None:
+    """Run every config briefly (tiny data, a few steps); one line each."""
+    from bigmodel_cli.smoke import run_smoke
+
+    failures = total = 0
+    try:
+        for result in run_smoke(paths or [Path("configs")]):
+            total += 1
+            failures += not result.ok
+            status = "ok  " if result.ok else "FAIL"
+            console.out.print(
+                f"{status} {result.path}  {result.seconds:.1f}s  {result.detail}",
+                highlight=False,
+                markup=False,
+            )
+    except UserError as err:
+        raise _fail(err) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.out.print(f"{total - failures} passed, {failures} failed", highlight=False)
+    if failures:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def schema() -> None:
+    """Print the config's JSON Schema (for editors)."""
+    from bigmodel_cli.config_load import json_schema
+
+    console.print_json(json_schema())
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Score a model on a split: the same function at the end of `train` and in `evaluate`,
+so summary.json and eval.json agree by construction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigmodel_cli import config_load, run_dir
+from bigmodel_cli.config import Config, LossConfig
+from bigmodel_cli.errors import UserError
+from bigmodel_cli.spec import Arrays, DataSpec
+from bigmodel_cli.tfenv import import_tensorflow
+
+SPLITS = ("train", "validation", "test")
+MAX_REPORTED_CLASSES = 100  # past this a per-class table stops being readable
+
+
+def score(
+    model: Any,
+    arrays: Arrays,
+    cfg: Config,
+    spec: DataSpec,
+    loss_cfg: LossConfig,
+    metric_names: list[str],
+) -> dict[str, float]:
+    """Loss and metrics of a compiled model on one split."""
+    from bigmodel_cli.data import make_dataset
+
+    dataset = make_dataset(arrays, cfg, spec, training=False)
+    results = model.evaluate(dataset, return_dict=True, verbose=0)
+    return {name: float(value) for name, value in results.items()}
+
+
+def _predicted_classes(
+    model: Any, arrays: Arrays, cfg: Config, spec: DataSpec, loss_cfg: LossConfig
+) -> np.ndarray:
+    from bigmodel_cli.data import make_dataset
+
+    outputs = model.predict(make_dataset(arrays, cfg, spec, training=False), verbose=0)
+    if outputs.shape[-1] == 1:  # one sigmoid (or logit) unit: binary
+        threshold = 0.0 if loss_cfg.from_logits else 0.5
+        return (outputs[:, 0] > threshold).astype(np.int64)
+    return np.argmax(outputs, axis=-1)
+
+
+def classification_report(
+    model: Any, arrays: Arrays, cfg: Config, spec: DataSpec, loss_cfg: LossConfig
+) -> dict[str, Any]:
+    """Per-class precision/recall/F1 and the confusion matrix (rows: true classes)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true = np.asarray(arrays.y).reshape(len(arrays.y), -1)[:, 0].astype(np.int64)
+    y_pred = _predicted_classes(model, arrays, cfg, spec, loss_cfg)
+    classes = list(range(spec.num_classes or int(max(y_true.max(), y_pred.max()) + 1)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    names = list(spec.class_names or [str(c) for c in classes])
+    return {
+        "per_class": {
+            names[c]: {
+                "precision": float(precision[c]),
+                "recall": float(recall[c]),
+                "f1": float(f1[c]),
+                "support": int(support[c]),
+            }
+            for c in classes
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "class_names": names,
+    }
+
+
+def load_run_model(run: run_dir.RunDir) -> tuple[Any, Path]:
+    """The run's final model (model.keras), else its best checkpoint, loaded safely."""
+    import_tensorflow()
+    import tf_keras as keras
+
+    from bigmodel_cli.registry import custom_objects
+
+    for path in (run.model, run.best):
+        if path.is_file():
+            try:
+                model = keras.models.load_model(
+                    path, compile=False, safe_mode=True, custom_objects=custom_objects()
+                )
+            except (OSError, ValueError) as err:
+                raise UserError(f"{path}: cannot load the model ({err})") from None
+            return model, path
+    raise UserError(
+        f"{run.root}: no {run_dir.MODEL} or checkpoints/{run_dir.BEST}; did training finish?"
+    )
+
+
+def evaluate_run(
+    path: Path, split: str = "test", data_config: Path | None = None
+) -> dict[str, Any]:
+    """Score a run's model on a split of its data (or of `data_config`'s data section)."""
+    if split not in SPLITS:
+        raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+    run = run_dir.RunDir(path)
+    if not run_dir.is_run_dir(path):
+        raise UserError(f"{path}: not a run directory (no {run_dir.CONFIG})")
+    cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
+    base_dir = run.root
+    if data_config is not None:
+        other = config_load.load_config(data_config)
+        cfg = cfg.model_copy(update={"data": other.data})
+        base_dir = data_config.parent
+
+    from bigmodel_cli import data as data_lib
+    from bigmodel_cli import defaults, registry
+
+    bundle = data_lib.load_data(cfg, base_dir)
+    arrays = bundle.split(split)
+    if arrays is None:
+        raise UserError(f"--split {split}: the data has no {split} split (data.{split}_split is 0)")
+    spec = bundle.spec
+    loss_cfg = defaults.effective_loss(cfg, spec)
+    metric_names = defaults.effective_metrics(cfg, spec)
+    model, model_path = load_run_model(run)
+    model.compile(
+        loss=registry.build_loss(loss_cfg),
+        metrics=registry.build_metrics(metric_names, loss_cfg, spec),
+    )
+    result: dict[str, Any] = {
+        "split": split,
+        "examples": len(arrays),
+        "model": str(model_path),
+        "metrics": score(model, arrays, cfg, spec, loss_cfg, metric_names),
+    }
+    if spec.task == "classification" and (spec.num_classes or 0) <= MAX_REPORTED_CLASSES:
+        result.update(classification_report(model, arrays, cfg, spec, loss_cfg))
+    run_dir.atomic_write_json(run.eval, result)
+    return result

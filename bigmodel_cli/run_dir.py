@@ -1,0 +1,161 @@
+"""Every path and file name of a run directory, and how files get there safely.
+
+    OUTPUT_DIR/NAME/YYYYMMDD-HHMMSS[-N]/
+        config.yaml  environment.json  metrics.csv  tensorboard/  checkpoints/
+        model.keras  summary.json  eval.json
+
+A run directory is never overwritten: a new run gets a new timestamped folder, and
+`--run-dir` accepts only a new or empty folder. Files are written to a temporary name
+in the same folder and renamed, so a crash leaves the old file or the new one, never
+half of one. No TensorFlow import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bigmodel_cli.errors import UserError
+
+CONFIG = "config.yaml"
+ENVIRONMENT = "environment.json"
+METRICS = "metrics.csv"
+TENSORBOARD = "tensorboard"
+CHECKPOINTS = "checkpoints"
+BEST = "best.keras"
+LAST = "last.keras"
+BACKUP = "backup"
+MODEL = "model.keras"
+SUMMARY = "summary.json"
+EVAL = "eval.json"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def environment(self) -> Path:
+        return self.root / ENVIRONMENT
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / BEST
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / LAST
+
+    @property
+    def backup(self) -> Path:
+        return self.checkpoints / BACKUP
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL
+
+    @property
+    def summary(self) -> Path:
+        return self.root / SUMMARY
+
+    @property
+    def eval(self) -> Path:
+        return self.root / EVAL
+
+
+def _timestamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def create_run_dir(output_dir: Path, name: str, explicit: Path | None = None) -> RunDir:
+    """Make a fresh run directory; never reuse one that holds anything."""
+    if explicit is not None:
+        if explicit.exists() and (not explicit.is_dir() or any(explicit.iterdir())):
+            raise UserError(
+                f"--run-dir {explicit}: exists and is not empty; bigmodel never overwrites a "
+                "run. Give a new folder, or use --resume to continue that run."
+            )
+        explicit.mkdir(parents=True, exist_ok=True)
+        return RunDir(explicit)
+    parent = output_dir / name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"output.dir: cannot create {parent}: {err.strerror}") from None
+    stamp = _timestamp()
+    for attempt in range(1000):
+        candidate = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            candidate.mkdir()  # atomic: fails if another run took the name first
+        except FileExistsError:
+            continue
+        return RunDir(candidate)
+    raise UserError(f"output.dir: could not find a free run folder under {parent}")
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / CONFIG).is_file()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary path beside `path`, fsync it, rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
