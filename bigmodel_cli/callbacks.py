@@ -73,6 +73,7 @@ class MetricsCSV(keras.callbacks.Callback):
         row["examples_per_second"] = round(self.throughput.examples_per_second(epoch), 1)
         if self.columns is None:
             self.columns = self._existing_columns() or list(row)
+            self._drop_rows_from(epoch + 1)
         write_header = not self.path.exists() or self.path.stat().st_size == 0
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore")
@@ -83,6 +84,19 @@ class MetricsCSV(keras.callbacks.Callback):
         with open(self.path, "a", encoding="utf-8", newline="") as handle:
             handle.write(buffer.getvalue())
             handle.flush()
+
+    def _drop_rows_from(self, epoch: int) -> None:
+        """A resumed run replays from its backup: forget rows of epochs it will redo, so
+        every epoch appears exactly once."""
+        if not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle))
+        kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epoch]
+        if len(kept) != len(rows):
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows(kept)
+            run_dir.atomic_write_text(self.path, buffer.getvalue())
 
     def _existing_columns(self) -> list[str] | None:
         if not self.path.exists():
