@@ -105,16 +105,20 @@ def evaluate_run(
     if not run_dir.is_run_dir(path):
         raise UserError(f"{path}: not a run directory (no {run_dir.CONFIG})")
     cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
-    base_dir = run.root
+    from bigmodel_cli import data as data_lib
+    from bigmodel_cli import defaults, registry
+
+    base_dir, normalization = run.root, None
     if data_config is not None:
         other = config_load.load_config(data_config)
         cfg = cfg.model_copy(update={"data": other.data})
         base_dir = data_config.parent
+        # The model expects inputs scaled like its training data, not like the new data.
+        trained = run_dir.read_json(run.summary).get("data", {}) if run.summary.exists() else {}
+        if trained.get("normalization"):
+            normalization = data_lib.Normalization.from_json(trained["normalization"])
 
-    from bigmodel_cli import data as data_lib
-    from bigmodel_cli import defaults, registry
-
-    bundle = data_lib.load_data(cfg, base_dir)
+    bundle = data_lib.load_data(cfg, base_dir, normalization=normalization)
     arrays = bundle.split(split)
     if arrays is None:
         raise UserError(f"--split {split}: the data has no {split} split (data.{split}_split is 0)")

@@ -55,6 +55,9 @@ class DataBundle:
     test: Arrays | None
     description: str = ""
     notes: list[str] = field(default_factory=list)
+    # Input statistics from the training split (JSON form of data.Normalization), so that
+    # evaluate and predict on other data apply exactly what the model was trained with.
+    normalization: dict | None = None
 
     def split(self, name: str) -> Arrays | None:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]

@@ -1,0 +1,377 @@
+"""Data for training: read the source, split, normalize, lay out for the model, batch.
+
+`load_data` returns NumPy splits and a `DataSpec` without importing TensorFlow;
+`make_dataset` turns one split into a `tf.data.Dataset` (TensorFlow is imported there).
+
+**Splits** are deterministic given `seed`: the examples are shuffled with
+`np.random.default_rng(seed)`, `limit` keeps the first N, then `test_split` and
+`validation_split` of them (rounded half up) are held out and the rest trains.
+Classification splits are stratified: each class contributes in proportion to its size
+(largest remainder), so every split keeps the class balance, and a class too small to
+appear everywhere simply lands where the remainders put it.
+
+**Layout** of one example, from the source's native shape (tabular (F,), image
+(H, W, C), float sequence (T, F), tokens (T,)):
+`model.input_shape` if given (same number of values), else
+mlp -> flat (F*...,); cnn -> images as is, tabular (F, 1) for Conv1D, sequences as is;
+rnn and transformer -> images (H, W*C) (rows are steps), tabular (F, 1), sequences and
+tokens as is; sequential -> native. Token data needs rnn, transformer or sequential.
+
+**Normalization** (`data.normalize`, float inputs only): mean and std of the training
+split over every axis but the last of the native shape, i.e. per feature (tabular,
+sequences) or per channel (images); a std of 0 becomes 1. The statistics are in
+`bundle.normalization` (a `Normalization`, JSON via `describe`), so evaluate/predict can
+apply the training run's statistics to new data (`load_data(..., normalization=...)`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bigmodel_cli.config import Config
+from bigmodel_cli.data_sources import RawData, read_source
+from bigmodel_cli.defaults import effective_loss, one_hot_labels
+from bigmodel_cli.errors import DataError
+from bigmodel_cli.spec import Arrays, DataBundle, DataSpec
+
+FLOAT_KINDS = ("tabular", "image", "sequence", "volume")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Training-split mean and std over the last axis of the native example shape.
+
+    `apply` accepts examples in any layout with the same number of values (flat for an
+    MLP, (H, W*C) for an RNN, ...): it views them in `native_shape` to normalize.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    native_shape: tuple[int, ...]
+    per: str  # "feature" or "channel", for people reading environment.json
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        native = x.reshape(len(x), *self.native_shape).astype(np.float32)
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        return ((native - mean) / std).reshape(x.shape)
+
+    def to_json(self) -> dict:
+        return {
+            "per": self.per,
+            "native_shape": list(self.native_shape),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Normalization:
+        return cls(
+            tuple(data["mean"]), tuple(data["std"]), tuple(data["native_shape"]), data["per"]
+        )
+
+
+# === load_data ===============================================================
+
+
+def load_data(
+    cfg: Config, base_dir: Path, *, normalization: Normalization | None = None
+) -> DataBundle:
+    """Read, split, normalize and lay out `cfg.data` for `cfg.model`.
+
+    `base_dir` resolves relative paths (the config file's folder). `normalization`
+    replaces the training split's statistics (e.g. a trained run's, to evaluate new data).
+    """
+    raw = read_source(cfg, Path(base_dir))
+    # Collect the model-fit, layout and split problems so the user sees all of them at once.
+    problems = _model_fit_problems(raw, cfg)
+    strata = raw.y if raw.task == "classification" else None
+    test_split = 0.0 if raw.test is not None else cfg.data.test_split
+    try:
+        shape = layout_shape(raw.x.shape[1:], raw.kind, cfg)
+    except DataError as err:
+        problems += err.problems
+    try:
+        train_i, val_i, test_i = split_indices(
+            len(raw.x), strata, cfg.data.validation_split, test_split, cfg.seed, cfg.data.limit
+        )
+    except DataError as err:
+        problems += err.problems
+    if problems:
+        raise DataError(problems)
+    notes = list(raw.notes)
+    if cfg.data.limit and cfg.data.limit < len(raw.x):
+        notes.append(f"data.limit: using {cfg.data.limit} of {len(raw.x)} examples")
+    splits = {
+        "train": Arrays(raw.x[train_i], raw.y[train_i]),
+        "validation": Arrays(raw.x[val_i], raw.y[val_i]) if len(val_i) else None,
+        "test": Arrays(raw.x[test_i], raw.y[test_i]) if len(test_i) else None,
+    }
+    if raw.test is not None:
+        splits["test"] = _file_test_split(raw.test, cfg)
+
+    stats = None
+    if cfg.data.normalize and raw.kind in FLOAT_KINDS:
+        stats = normalization or fit_normalization(splits["train"].x, raw.kind)
+        if stats.native_shape != raw.x.shape[1:]:
+            raise DataError(
+                f"data: the given normalization statistics are for examples of shape "
+                f"{stats.native_shape}; this data's are {raw.x.shape[1:]}"
+            )
+        for part in splits.values():
+            if part is not None:
+                part.x = stats.apply(part.x)
+        count = len(stats.mean)
+        origin = "the given" if normalization else "the training split's"
+        notes.append(
+            f"inputs standardized per {stats.per} ({count} {stats.per}{'s' * (count > 1)}) "
+            f"with {origin} mean and std; see normalization"
+        )
+
+    for part in splits.values():
+        if part is not None:
+            part.x = part.x.reshape(len(part.x), *shape)
+    spec = _spec(raw, shape, cfg)
+    bundle = DataBundle(
+        spec,
+        splits["train"],
+        splits["validation"],
+        splits["test"],
+        raw.description,
+        notes,
+        normalization=stats.to_json() if stats else None,
+    )
+    effective_loss(cfg, spec)  # a loss that contradicts the data fails now, not mid-build
+    return bundle
+
+
+def bundle_normalization(bundle: DataBundle) -> Normalization | None:
+    """The statistics `load_data` normalized with, or None."""
+    return Normalization.from_json(bundle.normalization) if bundle.normalization else None
+
+
+def fit_normalization(x: np.ndarray, kind: str) -> Normalization:
+    """Mean/std over all axes but the last (per feature or per channel); std 0 -> 1."""
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axis=axes, dtype=np.float64)
+    std = x.std(axis=axes, dtype=np.float64)
+    std[std == 0] = 1.0  # a constant feature carries no signal; leave it at 0 after centring
+    per = "channel" if kind in ("image", "volume") else "feature"
+    return Normalization(
+        tuple(float(v) for v in mean), tuple(float(v) for v in std), tuple(x.shape[1:]), per
+    )
+
+
+def _file_test_split(test: tuple[np.ndarray, np.ndarray], cfg: Config) -> Arrays:
+    x, y = test
+    if not len(x):
+        raise DataError(f"data.path: {cfg.data.path}: x_test has no examples")
+    if cfg.data.limit and cfg.data.limit < len(x):
+        keep = np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.data.limit]
+        x, y = x[keep], y[keep]
+    return Arrays(x, y)
+
+
+# === Splits ==================================================================
+
+
+def _round(value: float) -> int:
+    return math.floor(value + 0.5)  # half up: Python's round(2.5) == 2 would surprise
+
+
+def split_indices(
+    n: int,
+    labels: np.ndarray | None,
+    validation_split: float,
+    test_split: float,
+    seed: int,
+    limit: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded (train, validation, test) indices; stratified when `labels` are given."""
+    order = np.random.default_rng(seed).permutation(n)[:limit]
+    m = len(order)
+    n_test, n_val = _round(m * test_split), _round(m * validation_split)
+    problems = [
+        f"data.{key}: {frac:g} of {m} examples rounds to 0 examples; raise {key}, use more "
+        f"data{' (data.limit)' if limit else ''}, or set it to 0"
+        for key, frac, count in (("test_split", test_split, n_test),
+                                 ("validation_split", validation_split, n_val))
+        if frac > 0 and count == 0
+    ]  # fmt: skip
+    if not problems and m - n_test - n_val < 1:
+        problems.append(
+            f"data: {m} examples leave none for training after validation_split="
+            f"{validation_split:g} and test_split={test_split:g}; use more data or smaller splits"
+        )
+    if problems:
+        raise DataError(problems)
+    if labels is None:
+        return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
+    _, cls = np.unique(labels[order], return_inverse=True)
+    counts = np.bincount(cls)
+    to_test = _allocate(counts, n_test)
+    to_val = _allocate(counts - to_test, n_val)
+    # rank[i]: how many earlier examples (in shuffled order) share example i's class.
+    by_class = np.argsort(cls, kind="stable")
+    rank = np.empty(m, dtype=np.int64)
+    rank[by_class] = np.arange(m) - np.repeat(np.cumsum(counts) - counts, counts)
+    test_end = to_test[cls]
+    val_end = test_end + to_val[cls]
+    return (
+        order[rank >= val_end],
+        order[(rank >= test_end) & (rank < val_end)],
+        order[rank < test_end],
+    )
+
+
+def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
+    """Share `total` among classes in proportion to `counts` (largest remainder)."""
+    if total == 0:
+        return np.zeros_like(counts)
+    share = counts * total / counts.sum()
+    base = np.floor(share).astype(np.int64)
+    # Biggest remainder first, then the bigger class; sum(remainders) == leftover.
+    top = np.lexsort((-counts, -(share - base)))[: total - base.sum()]
+    base[top] += 1
+    return base
+
+
+# === Layout ==================================================================
+
+
+def layout_shape(native: tuple[int, ...], kind: str, cfg: Config) -> tuple[int, ...]:
+    """Shape of one example as the model reads it (see the module docstring)."""
+    size = math.prod(native)
+    given = cfg.model.input_shape
+    if given is not None:
+        if math.prod(given) != size:
+            raise DataError(
+                f"model.input_shape: {list(given)} holds {math.prod(given)} values per example, "
+                f"but the data's examples have shape {list(native)} = {size} values. Use a "
+                f"shape whose product is {size} (e.g. {list(native)} or [{size}]), or remove it."
+            )
+        return tuple(given)
+    model = cfg.model.type
+    if model == "mlp":
+        return (size,)
+    if model == "sequential":
+        return native
+    if kind == "tabular":
+        return (*native, 1)  # features as steps of one channel: Conv1D and RNNs read (F, 1)
+    if kind == "image" and model in ("rnn", "transformer"):
+        return (native[0], native[1] * native[2])  # each image row is one step
+    return native
+
+
+def _model_fit_problems(raw: RawData, cfg: Config) -> list[str]:
+    model = cfg.model
+    problems = []
+    if raw.kind == "tokens" and model.type in ("mlp", "cnn"):
+        problems.append(
+            f"model.type: {model.type!r} cannot read integer token sequences (the data's inputs "
+            "are token ids); use rnn or transformer, which embed tokens, or sequential with an "
+            "Embedding layer"
+        )
+    if raw.kind == "volume" and model.type in ("rnn", "transformer"):
+        problems.append(f"model.type: {model.type!r} cannot read 3-D volumes {raw.x.shape[1:]}")
+    if model.type == "rnn" and model.embedding_dim and raw.kind != "tokens":
+        problems.append(
+            "model.embedding_dim: the data has float inputs, not token ids; remove embedding_dim"
+        )
+    if model.type == "transformer":
+        wants_lm = model.task == "language_model"
+        if wants_lm and raw.task != "language_model":
+            problems.append(
+                "model.task: 'language_model' needs token sequences with next-token labels "
+                "(data.source: synthetic with task: language_model, or an npz of integer x "
+                f"and y of the same shape); {raw.description}"
+            )
+        if not wants_lm and raw.task == "language_model":
+            problems.append(
+                "model.task: 'classify' but the data is for a language model; "
+                "set model.task: language_model"
+            )
+        if raw.vocab_size and model.vocab_size and model.vocab_size < raw.vocab_size:
+            problems.append(
+                f"model.vocab_size: {model.vocab_size} but the data has token ids up to "
+                f"{raw.vocab_size - 1}; use vocab_size >= {raw.vocab_size} or remove it"
+            )
+        steps = raw.x.shape[1] if raw.x.ndim >= 2 else 1
+        if model.max_length and model.input_shape is None and model.max_length < steps:
+            problems.append(
+                f"model.max_length: {model.max_length} is shorter than the data's sequences "
+                f"({steps} steps); use max_length >= {steps} or remove it"
+            )
+    return problems
+
+
+def _spec(raw: RawData, shape: tuple[int, ...], cfg: Config) -> DataSpec:
+    tokens = raw.kind == "tokens"
+    sequence = (tokens and len(shape) == 1) or (not tokens and len(shape) == 2)
+    return DataSpec(
+        task=raw.task,
+        input_shape=tuple(int(d) for d in shape),
+        input_dtype="int32" if tokens else "float32",
+        num_classes=raw.num_classes,
+        target_size=int(raw.y.shape[1]) if raw.task == "regression" else 1,
+        vocab_size=raw.vocab_size if tokens else None,
+        sequence_length=int(shape[0]) if sequence else None,
+        class_names=raw.class_names,
+    )
+
+
+# === tf.data ================================================================
+
+
+def make_dataset(arrays: Arrays, cfg: Config, spec: DataSpec, *, training: bool):
+    """A batched `tf.data.Dataset` of (inputs, labels) in the form the loss expects.
+
+    Sparse class labels are int32; `categorical_crossentropy` gets one-hot float32;
+    `binary_crossentropy` gets float32 (n, 1); regression float32 (n, target_size).
+    """
+    import tensorflow as tf  # here, not at import: loading and validating stay light
+
+    x = arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
+    loss = effective_loss(cfg, spec)
+    if spec.task == "regression":
+        y = arrays.y.astype(np.float32, copy=False).reshape(len(x), -1)
+    elif loss.name == "binary_crossentropy":
+        y = arrays.y.astype(np.float32).reshape(len(x), 1)
+    else:
+        y = arrays.y.astype(np.int32)
+    # No cache(): the slices already live in memory, caching would only copy them.
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training and cfg.data.shuffle:
+        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.data.batch_size)
+    if one_hot_labels(cfg, spec):
+        depth = spec.num_classes
+        # After batching: one vectorized op per batch, and no (n, classes) copy in memory.
+        ds = ds.map(lambda xb, yb: (xb, tf.one_hot(yb, depth)), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # In-memory data has no files to shard; say so, instead of TF trying FILE and warning.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def describe(bundle: DataBundle) -> dict:
+    """A JSON-ready summary for environment.json / summary.json."""
+    stats = bundle_normalization(bundle)
+    return {
+        "source": bundle.description,
+        "task": bundle.spec.task,
+        "examples": {
+            name: len(part) if part is not None else 0
+            for name, part in (
+                ("train", bundle.train),
+                ("validation", bundle.validation),
+                ("test", bundle.test),
+            )
+        },
+        "spec": bundle.spec.to_json(),
+        "normalization": stats.to_json() if stats else None,
+        "notes": list(bundle.notes),
+    }

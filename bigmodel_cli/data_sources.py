@@ -1,0 +1,378 @@
+"""Read a data source into NumPy arrays in their native shape; no splitting, no TensorFlow.
+
+Sources: scikit-learn's bundled datasets (no download), seeded synthetic data
+(`synthetic.py`), and the user's csv and npz files.
+
+**Classification or regression** (csv, and npz labels of one value per example): when
+the config names a `loss`, the loss decides (a cross-entropy loss means classes).
+Otherwise the target is classification when it is not numeric, or when every value is an
+integer and there are at most 50 distinct values; anything else is regression. Class
+labels are mapped to 0..K-1 in sorted order (numbers by value, strings alphabetically),
+and `class_names` keeps the original labels. Numeric class labels must be integers >= 0.
+
+**npz** files are read with `allow_pickle=False`: arrays of Python objects are refused,
+never unpickled. They hold `x`, `y`, or `x_train`, `y_train`, `x_test`, `y_test` (the file's
+test set is then the test split). An integer `x` of shape (n, T) is read as token ids
+(vocab_size = largest id + 1) when `model.type` is rnn or transformer, or when training a
+language model; otherwise integers are plain numeric features. Labels of shape (n, k) that
+are one-hot rows become class ids unless the loss is a regression loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bigmodel_cli.config import Config, is_language_model
+from bigmodel_cli.errors import DataError
+from bigmodel_cli.synthetic import generate
+
+MAX_INFERRED_CLASSES = 50
+MAX_PROBLEMS = 20  # report this many bad cells, then a count: enough to see the pattern
+
+BUILTIN = {
+    "digits": ("load_digits", "1797 8x8 grayscale images of handwritten digits, values 0..16"),
+    "iris": ("load_iris", "150 iris flowers, 4 measurements, 3 species"),
+    "wine": ("load_wine", "178 wines, 13 chemical measurements, 3 cultivars"),
+    "breast_cancer": ("load_breast_cancer", "569 tumours, 30 features, malignant or benign"),
+    "diabetes": ("load_diabetes", "442 patients, 10 features, disease progression (regression)"),
+}
+
+
+@dataclass
+class RawData:
+    """Examples in their native shape: x is (n, F) tabular, (n, H, W, C) image,
+    (n, T, F) float sequence, (n, T) tokens, or (n, D, H, W, C) volume."""
+
+    x: np.ndarray
+    y: np.ndarray  # classification (n,) int64; regression (n, k) float32; LM (n, T) int64
+    task: str
+    kind: str  # tabular | image | sequence | tokens | volume
+    description: str
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    vocab_size: int | None = None
+    test: tuple[np.ndarray, np.ndarray] | None = None  # the file's own test split
+    notes: list[str] = field(default_factory=list)
+
+
+def read_source(cfg: Config, base_dir: Path) -> RawData:
+    """Read `cfg.data.source` (relative paths resolve against `base_dir`)."""
+    source = cfg.data.source
+    if source in BUILTIN:
+        return _builtin(source)
+    if source == "synthetic":
+        s = generate(cfg.data, cfg.seed)
+        return RawData(s.x, s.y, s.task, s.kind, s.description, s.num_classes, None, s.vocab_size)
+    path = Path(cfg.data.path).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    if not path.exists():
+        raise DataError(f"data.path: {path}: no such file")
+    if not path.is_file():
+        raise DataError(f"data.path: {path}: not a file")
+    return _csv(path, cfg) if source == "csv" else _npz(path, cfg)
+
+
+def _builtin(source: str) -> RawData:
+    from sklearn import datasets  # ~1 s import; only pay it for built-in sources
+
+    loader, about = BUILTIN[source]
+    bunch = getattr(datasets, loader)()
+    description = f"{source} (scikit-learn): {about}"
+    if source == "diabetes":
+        y = bunch.target.astype(np.float32).reshape(-1, 1)
+        return RawData(bunch.data.astype(np.float32), y, "regression", "tabular", description)
+    names = tuple(str(name) for name in bunch.target_names)
+    x = bunch.data.astype(np.float32)
+    kind = "tabular"
+    if source == "digits":
+        x, kind = x.reshape(-1, 8, 8, 1), "image"
+    y = bunch.target.astype(np.int64)
+    return RawData(x, y, "classification", kind, description, len(names), names)
+
+
+# === Labels ==================================================================
+
+
+def encode_target(
+    values: np.ndarray, cfg: Config, where: Callable[[int], str], origin: str
+) -> tuple[str, np.ndarray, tuple[str, ...] | None]:
+    """(task, y, class_names) for one label per example; see the module docstring.
+
+    `values` is numeric, or strings (csv cells, npz string arrays); `where(i)` names
+    example i in errors, `origin` names the whole column.
+    """
+    numeric = _as_numbers(values)
+    if cfg.loss is not None:
+        classify = cfg.loss.is_classification
+    else:
+        classify = numeric is None or (
+            bool(np.all(numeric == np.round(numeric)))
+            and len(np.unique(numeric)) <= MAX_INFERRED_CLASSES
+        )
+    if not classify:
+        if numeric is None:
+            bad = [i for i, v in enumerate(values) if _number(v) is None]
+            loss = cfg.loss.name if cfg.loss else "a regression loss"
+            raise DataError(
+                _capped(
+                    f"{where(i)}: {str(values[i])!r} is not a number ({loss} needs numbers)"
+                    for i in bad
+                )
+            )
+        return "regression", numeric.astype(np.float32).reshape(-1, 1), None
+    if numeric is not None:
+        bad = np.flatnonzero((numeric < 0) | (numeric != np.round(numeric)))
+        if len(bad):
+            problems = _capped(
+                f"{where(i)}: class labels must be integers >= 0; received {str(values[i])!r}"
+                for i in bad
+            )
+            hint = f"{origin}: if this is a numeric target, set `loss: mse` (regression)"
+            raise DataError([*problems, hint])
+        labels, y = np.unique(numeric.astype(np.int64), return_inverse=True)
+        names = tuple(str(v) for v in labels)
+    else:
+        labels, y = np.unique(np.asarray(values).astype(str), return_inverse=True)
+        names = tuple(str(v) for v in labels)
+    if len(names) < 2:
+        raise DataError(
+            f"{origin}: only one class ({names[0]!r}); classification needs two or more"
+        )
+    return "classification", y.astype(np.int64).reshape(-1), names
+
+
+def _number(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _as_numbers(values: np.ndarray) -> np.ndarray | None:
+    """Finite float64 values, or None when any value is not a finite number."""
+    if values.dtype.kind in "biuf":
+        numbers = values.astype(np.float64)
+        return numbers if np.all(np.isfinite(numbers)) else None
+    numbers = [_number(v) for v in values]
+    return None if any(v is None for v in numbers) else np.asarray(numbers, dtype=np.float64)
+
+
+def _capped(problems) -> list[str]:
+    problems = list(problems)
+    if len(problems) > MAX_PROBLEMS:
+        extra = len(problems) - MAX_PROBLEMS
+        problems = problems[:MAX_PROBLEMS] + [f"... and {extra} more like these"]
+    return problems
+
+
+# === csv =====================================================================
+
+
+def _csv(path: Path, cfg: Config) -> RawData:
+    data = cfg.data
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, delimiter=data.delimiter)
+            header = next(reader, None)
+            rows, lines = [], []
+            for row in reader:
+                if row and any(cell.strip() for cell in row):  # skip blank lines
+                    rows.append(row)
+                    lines.append(reader.line_num)
+    except UnicodeDecodeError as err:
+        raise DataError(f"data.path: {path}: not UTF-8 text (byte {err.start})") from None
+    except csv.Error as err:
+        raise DataError(f"data.path: {path}: malformed csv: {err}") from None
+    except OSError as err:
+        raise DataError(f"data.path: {path}: cannot read: {err.strerror}") from None
+    if not header:
+        raise DataError(f"data.path: {path}: empty; expected a header row of column names")
+    columns = [name.strip() for name in header]
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise DataError(f"{path}: header repeats column(s) {', '.join(dupes)}")
+    listing = ", ".join(columns)
+    problems = []
+    if data.target not in columns:
+        problems.append(
+            f"data.target: column {data.target!r} not in {path}; columns are {listing}"
+            + (f" (is the delimiter {data.delimiter!r} right?)" if len(columns) == 1 else "")
+        )
+    features = list(data.features) if data.features else [c for c in columns if c != data.target]
+    problems += [
+        f"data.features: column {name!r} not in {path}; columns are {listing}"
+        for name in features
+        if name not in columns
+    ]
+    if data.target in features:
+        problems.append(f"data.features: lists the target column {data.target!r}")
+    if not features:
+        problems.append(f"data.features: {path} has no column besides the target")
+    if problems:
+        raise DataError(problems)
+    if not rows:
+        raise DataError(f"data.path: {path}: has a header but no data rows")
+
+    wrong_width = [
+        f"{path} line {line}: {len(row)} fields, expected {len(columns)} (delimiter "
+        f"{data.delimiter!r})"
+        for row, line in zip(rows, lines, strict=True)
+        if len(row) != len(columns)
+    ]
+    if wrong_width:
+        raise DataError(_capped(wrong_width))
+    feature_index = [columns.index(name) for name in features]
+    target_index = columns.index(data.target)
+    x = np.empty((len(rows), len(features)), dtype=np.float32)
+    problems = []
+    for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
+        for c, col in enumerate(feature_index):
+            cell = row[col].strip()
+            value = _number(cell)
+            if value is None:
+                why = "empty cell" if not cell else f"{cell!r} is not a finite number"
+                problems.append(f"{path} line {line}, column {columns[col]!r}: {why}")
+            else:
+                x[r, c] = value
+        if not row[target_index].strip():
+            problems.append(f"{path} line {line}, column {data.target!r}: empty cell")
+    if problems:
+        raise DataError(_capped(problems))
+    targets = np.asarray([row[target_index].strip() for row in rows])
+    task, y, names = encode_target(
+        targets,
+        cfg,
+        lambda i: f"{path} line {lines[i]}, column {data.target!r}",
+        f"data.target: column {data.target!r} of {path}",
+    )
+    description = f"csv {path}: {len(rows)} rows, {len(features)} features, target {data.target!r}"
+    return RawData(x, y, task, "tabular", description, len(names) if names else None, names)
+
+
+# === npz =====================================================================
+
+
+def _npz(path: Path, cfg: Config) -> RawData:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"data.path: {path}: not a readable .npz archive ({err})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"data.path: {path}: a single .npy array; expected an .npz with x and y")
+    with archive:
+        keys = set(archive.files)
+        split = {"x_train", "y_train", "x_test", "y_test"}
+        if {"x", "y"} <= keys and not keys & split:
+            wanted = ["x", "y"]
+        elif split <= keys and not keys & {"x", "y"}:
+            wanted = ["x_train", "y_train", "x_test", "y_test"]
+        else:
+            raise DataError(
+                f"data.path: {path} holds arrays {', '.join(sorted(keys)) or '(none)'}; "
+                "expected exactly x, y or x_train, y_train, x_test, y_test"
+            )
+        arrays = {name: _array(archive, name, path) for name in wanted}
+    notes = []
+    if len(wanted) == 4:
+        notes.append(f"{path} brings its own test set (x_test): data.test_split is not applied")
+    xs, ys = [arrays[k] for k in wanted[::2]], [arrays[k] for k in wanted[1::2]]
+    problems = []
+    for xa, ya, xn, yn in zip(xs, ys, wanted[::2], wanted[1::2], strict=True):
+        if xa.ndim == 0 or ya.ndim == 0 or len(xa) != len(ya):
+            problems.append(f"{path}: {xn} has shape {xa.shape} but {yn} has {ya.shape}")
+        if xa.dtype.kind not in "biuf":
+            problems.append(f"{path}: {xn} has dtype {xa.dtype}; expected numbers")
+        elif xa.dtype.kind == "f" and not np.all(np.isfinite(xa)):
+            problems.append(f"{path}: {xn} holds NaN or infinite values")
+    if len(xs) == 2 and xs[0].shape[1:] != xs[1].shape[1:]:
+        problems.append(f"{path}: x_train examples are {xs[0].shape[1:]}, x_test {xs[1].shape[1:]}")
+    if problems:
+        raise DataError(problems)
+    x = np.concatenate(xs) if len(xs) > 1 else xs[0]
+    y = np.concatenate(ys) if len(ys) > 1 else ys[0]
+    n_train = len(xs[0])
+    x = x.reshape(len(x), -1) if x.ndim == 1 else x
+    kind = {2: "tabular", 3: "sequence", 4: "image", 5: "volume"}.get(x.ndim)
+    if kind is None:
+        raise DataError(f"{path}: x has shape {x.shape}; expected 2 to 5 dimensions")
+    tokens = x.dtype.kind in "iu" and x.ndim == 2
+    tokens = tokens and (cfg.model.type in ("rnn", "transformer") or is_language_model(cfg))
+    vocab = None
+    if tokens:
+        if x.min() < 0:
+            raise DataError(f"{path}: x holds token ids, which must be >= 0; found {x.min()}")
+        kind, vocab = "tokens", int(x.max()) + 1
+        notes.append(f"x holds integers: read as token ids (vocab_size {vocab})")
+    x = x.astype(np.int32 if tokens else np.float32)
+
+    if is_language_model(cfg):
+        task, names, y = "language_model", None, _npz_lm_labels(x, y, path, tokens)
+        vocab = max(vocab, int(y.max()) + 1)
+        num_classes = vocab
+    else:
+        task, y, names = _npz_labels(y, cfg, path, notes)
+        num_classes = len(names) if names else None
+    if x.ndim == 3 and cfg.model.type == "cnn" and cfg.model.input_shape is None:
+        notes.append(
+            f"x examples are {x.shape[1:]}: read as sequences (Conv1D); for 2-D convolutions "
+            f"set model.input_shape: [{x.shape[1]}, {x.shape[2]}, 1]"
+        )
+    test = (x[n_train:], y[n_train:]) if len(xs) > 1 else None
+    description = f"npz {path}: {len(x)} examples of shape {tuple(x.shape[1:])}"
+    return RawData(
+        x[:n_train], y[:n_train], task, kind, description, num_classes, names, vocab, test, notes
+    )
+
+
+def _array(archive, name: str, path: Path) -> np.ndarray:
+    try:
+        return archive[name]
+    except ValueError:  # numpy refuses object arrays without allow_pickle
+        raise DataError(
+            f"data.path: {path}: array {name!r} holds Python objects (dtype object); bigmodel "
+            "never unpickles data files. Save numeric or string arrays instead."
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"data.path: {path}: cannot read array {name!r}: {err}") from None
+
+
+def _npz_lm_labels(x, y, path, tokens) -> np.ndarray:
+    """Next-token labels: integer ids of the same shape as the token inputs."""
+    if not tokens or y.shape != x.shape or y.dtype.kind not in "iu" or y.min() < 0:
+        raise DataError(
+            f"{path}: a language model needs integer token ids x and y of the same shape "
+            f"(n, T), y the next token of x; received x {x.shape} {x.dtype}, y {y.shape} "
+            f"{y.dtype}"
+        )
+    return y.astype(np.int64)
+
+
+def _npz_labels(y: np.ndarray, cfg: Config, path: Path, notes: list[str]):
+    """(task, y, class_names) for npz labels: one per example, or rows of k values."""
+    if y.dtype.kind not in "biufUS":
+        raise DataError(f"{path}: y has dtype {y.dtype}; expected numbers or strings")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    regression_loss = cfg.loss is not None and not cfg.loss.is_classification
+    if y.ndim == 2 and y.dtype.kind in "biuf":
+        one_hot = np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1)
+        if one_hot and not regression_loss:
+            notes.append(f"y is one-hot ({y.shape[1]} columns): converted to class ids")
+            y = np.argmax(y, axis=1)
+        elif cfg.loss is None or regression_loss:
+            if not np.all(np.isfinite(y)):
+                raise DataError(f"{path}: y holds NaN or infinite values")
+            return "regression", y.astype(np.float32), None
+    if y.ndim != 1:
+        raise DataError(
+            f"{path}: y has shape {y.shape}; expected one label per example (n,), one-hot "
+            "rows (n, k), or k regression targets per example (n, k)"
+        )
+    return encode_target(y, cfg, lambda i: f"{path}: y[{i}]", f"{path}: y")

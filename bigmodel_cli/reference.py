@@ -1,0 +1,74 @@
+"""The README's config reference, generated from the schema so the two never drift.
+
+python -m bigmodel_cli.reference   # prints the Markdown tables
+"""
+
+from __future__ import annotations
+
+import typing
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from bigmodel_cli import config as schema
+
+SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("top level", schema.Config),
+    ("data", schema.DataConfig),
+    ("model (every type)", schema.ModelCommon),
+    ("model: mlp", schema.MLPConfig),
+    ("model: cnn", schema.CNNConfig),
+    ("model.conv[] items", schema.ConvBlock),
+    ("model: rnn", schema.RNNConfig),
+    ("model: transformer", schema.TransformerConfig),
+    ("model: sequential", schema.SequentialConfig),
+    ("optimizer", schema.OptimizerConfig),
+    ("optimizer.learning_rate schedule", schema.ScheduleConfig),
+    ("loss", schema.LossConfig),
+    ("regularization", schema.RegularizationConfig),
+    ("train", schema.TrainConfig),
+    ("train.early_stopping", schema.EarlyStoppingConfig),
+    ("distribute", schema.DistributeConfig),
+    ("output", schema.OutputConfig),
+]
+SECTION_KEYS = {"data", "optimizer", "regularization", "train", "distribute", "output"}
+
+
+def _default(field) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+        return "" if isinstance(value, BaseModel) else f"`{value}`"
+    if field.default is PydanticUndefined:
+        return "required"
+    return "" if field.default is None else f"`{field.default}`"
+
+
+def _choices(annotation) -> str:
+    literals = [a for a in typing.get_args(annotation) if typing.get_origin(a) is typing.Literal]
+    if typing.get_origin(annotation) is typing.Literal:
+        literals = [annotation]
+    values = [v for lit in literals for v in typing.get_args(lit)]
+    return " (" + " \\| ".join(str(v) for v in values) + ")" if 1 < len(values) <= 12 else ""
+
+
+def markdown() -> str:
+    lines: list[str] = []
+    common = set(schema.ModelCommon.model_fields)
+    for title, section in SECTIONS:
+        fields = section.model_fields
+        if section is not schema.ModelCommon and issubclass(section, schema.ModelCommon):
+            fields = {k: v for k, v in fields.items() if k not in common or k == "activation"
+                      and section is schema.TransformerConfig}  # fmt: skip
+        lines += [f"**{title}**", "", "| key | default | meaning |", "|---|---|---|"]
+        for key, field in fields.items():
+            if section is schema.Config and key in SECTION_KEYS | {"model", "loss"}:
+                continue  # sections have tables of their own
+            description = (field.description or "").replace("|", "\\|")
+            choices = _choices(field.annotation)
+            lines.append(f"| `{key}` | {_default(field)} | {description}{choices} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())
