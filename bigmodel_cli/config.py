@@ -142,7 +142,9 @@ class DataConfig(Section):
         "config file's folder, or absolute).",
     )
     target: str | None = Field(None, description="csv: name of the label column.")
-    delimiter: str = Field(",", min_length=1, max_length=1, description="csv: field separator.")
+    delimiter: str | None = Field(
+        None, min_length=1, max_length=1, description="csv: field separator (default `,`)."
+    )
 
     @model_validator(mode="after")
     def _keys_fit_source(self) -> DataConfig:

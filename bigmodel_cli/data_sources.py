@@ -179,7 +179,7 @@ def _csv(path: Path, cfg: Config) -> RawData:
     data = cfg.data
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, delimiter=data.delimiter)
+            reader = csv.reader(handle, delimiter=data.delimiter or ",")
             header = next(reader, None)
             rows, lines = [], []
             for row in reader:
@@ -203,7 +203,7 @@ def _csv(path: Path, cfg: Config) -> RawData:
     if data.target not in columns:
         problems.append(
             f"data.target: column {data.target!r} not in {path}; columns are {listing}"
-            + (f" (is the delimiter {data.delimiter!r} right?)" if len(columns) == 1 else "")
+            + (f" (is the delimiter {data.delimiter or ','!r} right?)" if len(columns) == 1 else "")
         )
     features = list(data.features) if data.features else [c for c in columns if c != data.target]
     problems += [
@@ -222,7 +222,7 @@ def _csv(path: Path, cfg: Config) -> RawData:
 
     wrong_width = [
         f"{path} line {line}: {len(row)} fields, expected {len(columns)} (delimiter "
-        f"{data.delimiter!r})"
+        f"{data.delimiter or ','!r})"
         for row, line in zip(rows, lines, strict=True)
         if len(row) != len(columns)
     ]

@@ -177,7 +177,7 @@ def test_nan_loss_exits_1_with_advice(runner, tmp_path):
         CONFIGS / "diabetes_regression.yaml",
         tmp_path,
         "--set",
-        "optimizer.learning_rate=100",
+        "optimizer={name: sgd, learning_rate: 100}",
         "--set",
         "data.normalize=false",
         "--set",

@@ -1,0 +1,148 @@
+"""`model.type: transformer`: a pre-LayerNorm encoder, as a sequence classifier
+(`task: classify`) or a causal language model (`task: language_model`).
+
+Inputs -> token+position embedding (ids) or Dense projection + position encoding
+(float `(steps, features)`) -> `num_layers` blocks -> final LayerNorm -> head:
+- classify: GlobalAveragePooling1D -> hidden Dense blocks -> output layer.
+- language_model: the output Dense over the vocabulary at every position.
+
+A block is `x + Dropout(MHA(LN(x)))` then `x + Dropout(Dense(Dense_ff(LN(x))))`. The
+language model's attention is built with `use_causal_mask=True` in the functional
+graph, so the mask is part of the saved model and survives `load_model`.
+"""
+
+from __future__ import annotations
+
+import tf_keras as keras
+
+from bigmodel_cli import registry
+from bigmodel_cli.config import Config
+from bigmodel_cli.errors import ConfigError
+from bigmodel_cli.layers import PositionEncoding, TokenAndPositionEmbedding
+from bigmodel_cli.models import common
+from bigmodel_cli.spec import DataSpec
+
+LAYER_NORM_EPSILON = 1e-5  # as GPT-2; Keras's 1e-3 is tuned for BatchNormalization
+
+
+def _check_task(cfg: Config, spec: DataSpec) -> None:
+    is_lm_data = spec.task == "language_model"
+    if cfg.model.task == "language_model" and not is_lm_data:
+        raise ConfigError(
+            f"model.task: language_model needs a token corpus (data task language_model); "
+            f"the data's task is {spec.task!r}. Use task: classify."
+        )
+    if cfg.model.task == "classify" and is_lm_data:
+        raise ConfigError(
+            "model.task: the data is a language-model corpus (a label per token); "
+            "set model.task: language_model."
+        )
+
+
+def _sequence_length(cfg: Config, spec: DataSpec) -> int:
+    shape = common.input_shape(cfg, spec)
+    expected_rank = 1 if common.is_tokens(spec) else 2
+    if len(shape) != expected_rank:
+        what = "(steps,) token ids" if common.is_tokens(spec) else "(steps, features) floats"
+        raise ConfigError(
+            f"model.type: transformer needs examples shaped {what}; received {list(shape)}."
+        )
+    return shape[0]
+
+
+def _at_least(key: str, configured: int | None, needed: int | None, what: str) -> int | None:
+    """The configured size, or the data's; smaller than the data's is an error."""
+    if configured is None:
+        return needed
+    if needed is not None and configured < needed:
+        raise ConfigError(
+            f"model.{key}: {configured} is smaller than the data's {what} ({needed}). "
+            f"Set it to at least {needed}, or remove it to use the data's."
+        )
+    return configured
+
+
+def _embed(inputs, cfg: Config, spec: DataSpec, max_length: int):
+    model = cfg.model
+    penalty = registry.build_regularizer(cfg.regularization)
+    if common.is_tokens(spec):
+        vocab_size = _at_least("vocab_size", model.vocab_size, spec.vocab_size, "vocabulary")
+        return TokenAndPositionEmbedding(
+            vocab_size,
+            max_length,
+            model.d_model,
+            positional=model.positional,
+            embeddings_regularizer=penalty,
+            name="embedding",
+        )(inputs)
+    if model.vocab_size is not None:
+        raise ConfigError(
+            "model.vocab_size: the data has float inputs, not token ids; remove vocab_size."
+        )
+    x = keras.layers.Dense(model.d_model, name="input_projection", **common.kernel_args(cfg))(
+        inputs
+    )
+    return PositionEncoding(
+        max_length,
+        model.d_model,
+        positional=model.positional,
+        embeddings_regularizer=penalty,
+        name="position_encoding",
+    )(x)
+
+
+def encoder_block(x, cfg: Config, index: int, causal: bool):
+    """One pre-LayerNorm block: attention then feed-forward, each with a residual."""
+    model, name = cfg.model, f"block_{index}"
+    kernels = common.kernel_args(cfg)
+
+    # === Self-attention ===
+    h = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"{name}_attn_norm")(x)
+    h = keras.layers.MultiHeadAttention(
+        model.num_heads, key_dim=model.d_model // model.num_heads, name=f"{name}_attn", **kernels
+    )(h, h, use_causal_mask=causal)
+    h = common.dropout(h, cfg, f"{name}_attn")
+    x = keras.layers.Add(name=f"{name}_attn_residual")([x, h])
+
+    # === Feed-forward ===
+    h = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"{name}_ff_norm")(x)
+    h = keras.layers.Dense(
+        model.ff_dim or 4 * model.d_model,
+        activation=model.activation,
+        name=f"{name}_ff_1",
+        **kernels,
+    )(h)
+    h = keras.layers.Dense(model.d_model, name=f"{name}_ff_2", **kernels)(h)
+    h = common.dropout(h, cfg, f"{name}_ff")
+    return keras.layers.Add(name=f"{name}_ff_residual")([x, h])
+
+
+def build_transformer(cfg: Config, spec: DataSpec) -> keras.Model:
+    model = cfg.model
+    _check_task(cfg, spec)
+    is_lm = model.task == "language_model"
+    if is_lm and not common.is_tokens(spec):
+        raise ConfigError("model.task: language_model needs integer token inputs.")
+    common.require_batch_norm_target(cfg, bool(model.dense), "its hidden Dense layers")
+    steps = _sequence_length(cfg, spec)
+    max_length = _at_least("max_length", model.max_length, steps, "sequence length")
+
+    # === Inputs ===
+    inputs = common.model_input(cfg, spec)
+    x = _embed(inputs, cfg, spec, max_length)
+
+    # === Encoder blocks ===
+    for index in range(1, model.num_layers + 1):
+        x = encoder_block(x, cfg, index, causal=is_lm)
+    x = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="final_norm")(x)
+
+    # === Head ===
+    if is_lm:
+        vocab_size = model.vocab_size or spec.vocab_size
+        units = _at_least("outputs", model.outputs, vocab_size, "vocabulary")
+        outputs = common.output_layer(x, cfg, spec, units=units)
+    else:
+        x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+        x = common.dense_stack(x, cfg)
+        outputs = common.output_layer(x, cfg, spec)
+    return keras.Model(inputs, outputs, name=common.model_name(cfg))
