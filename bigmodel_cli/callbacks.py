@@ -32,9 +32,10 @@ def current_learning_rate(model: keras.Model) -> float:
 class Throughput(keras.callbacks.Callback):
     """Times each epoch and counts examples, for metrics.csv, summary.json and progress."""
 
-    def __init__(self, batch_size: int, examples_per_epoch: int):
+    def __init__(self, batch_size: int, examples_per_epoch: int, items_per_example: int = 1):
         super().__init__()
-        self.batch_size = batch_size
+        # Language models count tokens: each example holds `items_per_example` of them.
+        self.items_per_step = batch_size * items_per_example
         self.examples_per_epoch = examples_per_epoch
         self.epoch_seconds: dict[int, float] = {}
         self.examples_seen = 0
@@ -159,7 +160,7 @@ class ProgressCallback(keras.callbacks.Callback):
         self.display = display
         self.throughput = throughput
         self._epoch_start = 0.0
-        self._batch_size = throughput.batch_size
+        self._items_per_step = throughput.items_per_step
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.display.start()
@@ -170,7 +171,7 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         elapsed = time.perf_counter() - self._epoch_start
-        rate = (batch + 1) * self._batch_size / elapsed if elapsed > 0 else 0.0
+        rate = (batch + 1) * self._items_per_step / elapsed if elapsed > 0 else 0.0
         self.display.update_step(batch + 1, (logs or {}).get("loss"), rate)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -58,16 +58,18 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 def format_value(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:,.1f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
 
 
-def epoch_line(epoch: int, epochs: int, logs: dict[str, float], seconds: float, rate: float) -> str:
+def epoch_line(
+    epoch: int, epochs: int, logs: dict[str, float], seconds: float, rate: float, unit: str = "ex"
+) -> str:
     """`epoch 3/10  loss 0.1234  accuracy 0.9500  val_loss 0.2  2.1s  5,432 ex/s`."""
-    metrics = "  ".join(f"{k} {v:.4g}" for k, v in logs.items() if k != "lr")
-    return f"epoch {epoch}/{epochs}  {metrics}  {seconds:.1f}s  {rate:,.0f} ex/s"
+    metrics = "  ".join(f"{k} {format_value(float(v))}" for k, v in logs.items() if k != "lr")
+    return f"epoch {epoch}/{epochs}  {metrics}  {seconds:.1f}s  {rate:,.0f} {unit}/s"
 
 
 class EpochProgress:
@@ -120,7 +122,7 @@ class EpochProgress:
             self._progress.update(self._step_task, completed=step, stats=stats)
 
     def end_epoch(self, epoch: int, logs: dict[str, float], seconds: float, rate: float) -> None:
-        line = epoch_line(epoch, self.epochs, logs, seconds, rate)
+        line = epoch_line(epoch, self.epochs, logs, seconds, rate, self.unit)
         if self._progress:
             self._progress.update(self._epoch_task, completed=epoch)
             self._progress.console.print(line, highlight=False, markup=False)

@@ -101,6 +101,7 @@ def evaluate_run(
     """Score a run's model on a split of its data (or of `data_config`'s data section)."""
     if split not in SPLITS:
         raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+    import_tensorflow()
     run = run_dir.RunDir(path)
     if not run_dir.is_run_dir(path):
         raise UserError(f"{path}: not a run directory (no {run_dir.CONFIG})")

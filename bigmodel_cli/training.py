@@ -195,9 +195,9 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
         if not (cfg.train.steps_per_epoch)
         else steps_per_epoch * batch_size
     )
-    if spec.task == "language_model":
-        examples_per_epoch *= spec.sequence_length or 1  # report tokens, not sequences
-    throughput = Throughput(batch_size, examples_per_epoch)
+    tokens_per_example = (spec.sequence_length or 1) if spec.task == "language_model" else 1
+    examples_per_epoch *= tokens_per_example  # language models report tokens, not sequences
+    throughput = Throughput(batch_size, examples_per_epoch, tokens_per_example)
     nan_guard = NaNGuard()
     checkpoints = Checkpoints(run.best, run.last, monitor, monitor_mode(monitor))
     callbacks: list[keras.callbacks.Callback] = [
