@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/digits_cnn.yaml
 
-.PHONY: install run test test-fast smoke lint format bench clean
+.PHONY: install run test test-fast smoke lint format clean
 
 install: $(STAMP)
 
@@ -29,15 +29,12 @@ smoke: install
 	$(BIN)/bigmodel smoke configs/
 
 lint: install
-	$(BIN)/ruff check bigmodel_cli tests bench
-	$(BIN)/ruff format --check bigmodel_cli tests bench
+	$(BIN)/ruff check bigmodel_cli tests
+	$(BIN)/ruff format --check bigmodel_cli tests
 
 format: install
-	$(BIN)/ruff check --fix bigmodel_cli tests bench
-	$(BIN)/ruff format bigmodel_cli tests bench
-
-bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/ruff check --fix bigmodel_cli tests
+	$(BIN)/ruff format bigmodel_cli tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -107,8 +107,18 @@ class MetricsCSV(keras.callbacks.Callback):
         return header or None
 
 
-def _save_model_atomically(model: keras.Model, path: Path) -> None:
-    run_dir.atomic_write(path, lambda tmp: model.save(tmp, overwrite=True))
+def without_optimizer(model: keras.Model) -> keras.Model:
+    """The same layers and weights (shared, not copied) without the optimizer's state.
+
+    Checkpoints and model.keras are for evaluating and predicting; resuming uses the
+    backup, which does hold the optimizer. For Adam this makes each file 3x smaller.
+    """
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+def save_model_atomically(model: keras.Model, path: Path) -> None:
+    inference = without_optimizer(model)
+    run_dir.atomic_write(path, lambda tmp: inference.save(tmp, overwrite=True))
 
 
 class Checkpoints(keras.callbacks.Callback):
@@ -127,11 +137,11 @@ class Checkpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        _save_model_atomically(self.model, self.last_path)
+        save_model_atomically(self.model, self.last_path)
         value = logs.get(self.monitor)
         if value is not None and np.isfinite(value) and self._improved(float(value)):
             self.best_value, self.best_epoch = float(value), epoch + 1
-            _save_model_atomically(self.model, self.best_path)
+            save_model_atomically(self.model, self.best_path)
 
 
 class NaNGuard(keras.callbacks.Callback):

@@ -30,7 +30,7 @@ class TrainOptions:
     overrides: list[str] = field(default_factory=list)
     run_dir: Path | None = None
     resume: Path | None = None
-    progress: bool = True
+    progress: bool = True  # progress bars and notes on stderr (off for smoke runs)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -132,6 +132,7 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
         NaNGuard,
         ProgressCallback,
         Throughput,
+        save_model_atomically,
     )
     from bigmodel_cli.evaluation import score
     from bigmodel_cli.flops import flops_per_example
@@ -185,7 +186,8 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
         run_dir.atomic_write_text(run.config, config_load.dump_config(cfg))
     run.checkpoints.mkdir(exist_ok=True)
     run_dir.atomic_write_json(run.environment, _environment(placement, precision, options))
-    console.note(f"run directory: {run.root}")
+    if options.progress:
+        console.note(f"run directory: {run.root}")
 
     # === Callbacks ===
     has_val = val_ds is not None
@@ -249,7 +251,7 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
         )
 
     # === Save and score ===
-    run_dir.atomic_write(run.model, lambda tmp: model.save(tmp, overwrite=True))
+    save_model_atomically(model, run.model)
     test_metrics = (
         score(model, bundle.test, cfg, spec, loss_cfg, metric_names)
         if bundle.test is not None

@@ -1,0 +1,67 @@
+"""Names, the strict base section and shared field types of the config schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+)
+
+ModelType = Literal["mlp", "cnn", "rnn", "transformer", "sequential"]
+DataSource = Literal[
+    "digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", "csv", "npz"
+]
+BUILTIN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+
+OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamw", "nadam", "adamax")
+SCHEDULES = ("constant", "exponential", "cosine", "warmup_cosine", "piecewise")
+LOSSES = (
+    "mse",
+    "mean_squared_error",
+    "mae",
+    "mean_absolute_error",
+    "huber",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+)
+CLASSIFICATION_LOSSES = (
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+)
+METRICS = ("accuracy", "precision", "recall", "f1", "auc", "mae", "mse", "rmse", "perplexity")
+ACTIVATIONS = (
+    "relu", "gelu", "selu", "elu", "tanh", "sigmoid", "swish", "silu", "softplus",
+    "softsign", "leaky_relu", "relu6", "mish", "hard_sigmoid", "exponential", "linear",
+    "softmax",
+)  # fmt: skip
+INITIALIZERS = (
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+    "lecun_normal", "orthogonal", "random_normal", "random_uniform", "truncated_normal",
+    "zeros", "ones",
+)  # fmt: skip
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear", "tanh", "relu", "softplus")
+
+
+class ConfigKeyError(ValueError):
+    """A semantic problem with one key; `config_load` appends `key` to the error's path."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors and values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Activation = Literal[ACTIVATIONS]  # type: ignore[valid-type]
+Initializer = Literal[INITIALIZERS]  # type: ignore[valid-type]
+PositiveInt = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]

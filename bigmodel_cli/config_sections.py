@@ -1,0 +1,220 @@
+"""Config sections for data, loss, regularization, train, distribute and output."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+
+from bigmodel_cli.config_base import (  # noqa: F401
+    ACTIVATIONS,
+    CLASSIFICATION_LOSSES,
+    INITIALIZERS,
+    LOSSES,
+    METRICS,
+    OPTIMIZERS,
+    OUTPUT_ACTIVATIONS,
+    SCHEDULES,
+    Activation,
+    ConfigKeyError,
+    DataSource,
+    Fraction,
+    Initializer,
+    PositiveInt,
+    Section,
+)
+
+# === data ===================================================================
+
+
+class DataConfig(Section):
+    """Where examples come from, how they are split, batched and normalized."""
+
+    source: DataSource = Field(
+        "digits", description="Built-in dataset, `synthetic`, or a file type (`csv`, `npz`)."
+    )
+    validation_split: Fraction = Field(
+        0.1, description="Fraction of the examples held out for validation (seeded)."
+    )
+    test_split: Fraction = Field(
+        0.1,
+        description="Fraction held out for `bigmodel evaluate` (ignored when an npz "
+        "file brings its own x_test/y_test).",
+    )
+    batch_size: PositiveInt = Field(
+        32, le=1_000_000, description="Global batch size, split across replicas."
+    )
+    shuffle: bool = Field(True, description="Reshuffle the training split every epoch.")
+    normalize: bool = Field(
+        True,
+        description="Standardize float inputs with mean/std of the training split "
+        "(per feature; per channel for images). Token inputs are never normalized.",
+    )
+    limit: PositiveInt | None = Field(
+        None, description="Use only the first N examples (after a seeded shuffle)."
+    )
+    # synthetic
+    task: Literal["classification", "regression", "image", "sequence", "language_model"] | None = (
+        Field(None, description="synthetic: what kind of examples to generate.")
+    )
+    examples: PositiveInt | None = Field(
+        None, le=10_000_000, description="synthetic: number of examples (default 2000)."
+    )
+    features: PositiveInt | list[str] | None = Field(
+        None,
+        description="synthetic: features per example (default 20); csv: the input "
+        "columns (default: every column but the target).",
+    )
+    image_shape: list[PositiveInt] | None = Field(
+        None, description="synthetic image: [height, width, channels] (default [16, 16, 1])."
+    )
+    sequence_length: PositiveInt | None = Field(
+        None, le=100_000, description="synthetic sequence/language_model: steps per example."
+    )
+    vocab_size: PositiveInt | None = Field(
+        None,
+        le=1_000_000,
+        description="synthetic sequence/language_model: integer tokens in [0, vocab_size). "
+        "For `sequence`, omit it to get float-valued sequences.",
+    )
+    classes: PositiveInt | None = Field(
+        None, ge=2, le=100_000, description="synthetic classification/image/sequence: classes."
+    )
+    noise: float | None = Field(
+        None, ge=0.0, le=10.0, description="synthetic: label/feature noise (default 0.1)."
+    )
+    # files
+    path: str | None = Field(
+        None,
+        description="csv/npz: path of the file (relative to the "
+        "config file's folder, or absolute).",
+    )
+    target: str | None = Field(None, description="csv: name of the label column.")
+    delimiter: str | None = Field(
+        None, min_length=1, max_length=1, description="csv: field separator (default `,`)."
+    )
+
+    @model_validator(mode="after")
+    def _keys_fit_source(self) -> DataConfig:
+        by_source = {
+            "synthetic": {"task", "examples", "features", "image_shape", "sequence_length",
+                          "vocab_size", "classes", "noise"},
+            "csv": {"path", "target", "features", "delimiter"},
+            "npz": {"path"},
+        }  # fmt: skip
+        allowed = by_source.get(self.source, set())
+        specific = set().union(*by_source.values())
+        for key in sorted(specific - allowed):
+            if key in self.model_fields_set:
+                users = [s for s, keys in by_source.items() if key in keys]
+                raise ConfigKeyError(
+                    key,
+                    f"data.source={self.source!r} does not use `{key}` (only "
+                    f"{' and '.join(users)} do). Remove it.",
+                )
+        if self.source in ("csv", "npz") and not self.path:
+            raise ConfigKeyError("path", f"data.source={self.source!r} needs `path`.")
+        if self.source == "csv" and not self.target:
+            raise ConfigKeyError("target", "data.source='csv' needs `target`, the label column.")
+        if self.source == "synthetic" and isinstance(self.features, list):
+            raise ConfigKeyError("features", "synthetic data takes a number of features.")
+        if self.source == "csv" and isinstance(self.features, int):
+            raise ConfigKeyError("features", "csv takes a list of column names.")
+        if self.image_shape is not None and len(self.image_shape) != 3:
+            raise ConfigKeyError("image_shape", "expected [height, width, channels].")
+        if self.validation_split + self.test_split >= 0.9:
+            raise ConfigKeyError(
+                "validation_split",
+                f"validation_split + test_split = {self.validation_split + self.test_split:g}"
+                " leaves less than 10% of the data for training.",
+            )
+        return self
+
+
+# === loss, regularization, metrics =========================================
+
+
+class LossConfig(Section):
+    """Loss function. A bare string means {name: <string>}."""
+
+    name: Literal[LOSSES] = Field(description="Loss name.")  # type: ignore[valid-type]
+    from_logits: bool = Field(False, description="The model outputs logits (no softmax).")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy smoothing.")
+    delta: float | None = Field(None, gt=0, description="huber: where it turns linear.")
+
+    @model_validator(mode="after")
+    def _args_fit_loss(self) -> LossConfig:
+        is_ce = self.name in CLASSIFICATION_LOSSES
+        if not is_ce and "from_logits" in self.model_fields_set:
+            raise ConfigKeyError("from_logits", f"loss {self.name!r} has no from_logits.")
+        if self.label_smoothing and self.name == "sparse_categorical_crossentropy":
+            raise ConfigKeyError(
+                "label_smoothing",
+                "tf_keras's sparse_categorical_crossentropy has no label smoothing; use "
+                "categorical_crossentropy (labels are one-hot encoded for it).",
+            )
+        if self.label_smoothing and not is_ce:
+            raise ConfigKeyError("label_smoothing", f"loss {self.name!r} has no smoothing.")
+        if self.delta is not None and self.name != "huber":
+            raise ConfigKeyError("delta", "only the huber loss takes `delta`.")
+        return self
+
+    @property
+    def is_classification(self) -> bool:
+        return self.name in CLASSIFICATION_LOSSES
+
+
+class RegularizationConfig(Section):
+    """Weight penalties added to the loss for every kernel."""
+
+    l1: float = Field(0.0, ge=0, le=10, description="L1 penalty on every kernel.")
+    l2: float = Field(0.0, ge=0, le=10, description="L2 penalty on every kernel.")
+
+
+# === train, distribute, output ==============================================
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = Field("val_loss", description="Metric to watch, as in metrics.csv.")
+    patience: int = Field(3, ge=0, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="Direction of improvement.")
+    restore_best_weights: bool = Field(True, description="End with the best epoch's weights.")
+
+
+class TrainConfig(Section):
+    """The training loop."""
+
+    epochs: PositiveInt = Field(10, le=1_000_000, description="Epochs to train.")
+    steps_per_epoch: PositiveInt | None = Field(
+        None, description="Cap on batches per epoch (default: the whole training split)."
+    )
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="Stop when the monitored metric stops improving."
+    )
+    mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "auto",
+        description="auto: mixed_float16 on GPUs with compute capability >= 7.0, "
+        "mixed_bfloat16 on TPUs, float32 otherwise.",
+    )
+
+
+class DistributeConfig(Section):
+    """How training is spread over devices and machines."""
+
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = Field(
+        "auto",
+        description="auto: TPU if reachable, multi_worker when TF_CONFIG names several "
+        "workers, mirrored on several GPUs, one_device on one GPU, default otherwise.",
+    )
+    devices: list[str] | None = Field(
+        None, description="one_device/mirrored: device names (default: all GPUs, else CPU)."
+    )
+    tpu: str | None = Field(None, description="tpu: TPU name or grpc:// address.")
+
+
+class OutputConfig(Section):
+    dir: str = Field("runs", min_length=1, description="Parent of run directories.")
