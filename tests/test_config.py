@@ -241,3 +241,36 @@ def test_help_and_no_build_do_not_import_tensorflow(write_config):
         "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("case", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_train_refuses_each_mistake_without_a_run_dir(runner, write_config, tmp_path, case):
+    _, mapping, key, _ = case
+    result = runner.invoke(app, ["train", str(write_config(mapping))])
+    assert result.exit_code == 2, result.output
+    assert f"{key}:" in result.stderr
+    assert no_traceback(result.output)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "text,phrase",
+    [("model: {type: mlp\n", "malformed YAML"), (None, "no such file")],
+    ids=["malformed YAML", "missing file"],
+)
+def test_train_refuses_unreadable_config(runner, tmp_path, text, phrase):
+    path = tmp_path / "config.yaml"
+    if text is not None:
+        path.write_text(text)
+    result = runner.invoke(app, ["train", str(path)])
+    assert result.exit_code == 2 and phrase in result.stderr
+    assert no_traceback(result.output)
+    assert not (tmp_path / "runs").exists() and not Path("runs", "run").exists()
+
+
+def test_readme_reference_matches_the_schema():
+    from bigmodel_cli.reference import markdown
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("<!-- reference:start -->\n")[1].split("\n<!-- reference:end -->")[0]
+    assert section.strip() == markdown().strip(), "run: python -m bigmodel_cli.reference"
