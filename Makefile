@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/digits_cnn.yaml
 
-.PHONY: install run test test-fast smoke lint format clean
+.PHONY: install run test test-fast smoke lint docs format clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ smoke: install
 lint: install
 	$(BIN)/ruff check bigmodel_cli tests
 	$(BIN)/ruff format --check bigmodel_cli tests
+
+docs: install
+	$(BIN)/python -m bigmodel_cli.reference README.md
 
 format: install
 	$(BIN)/ruff check --fix bigmodel_cli tests

@@ -32,10 +32,19 @@ def current_learning_rate(model: keras.Model) -> float:
 class Throughput(keras.callbacks.Callback):
     """Times each epoch and counts examples, for metrics.csv, summary.json and progress."""
 
-    def __init__(self, batch_size: int, examples_per_epoch: int, items_per_example: int = 1):
+    def __init__(
+        self,
+        batch_size: int,
+        examples_per_epoch: int,
+        items_per_example: int = 1,
+        train_flops_per_item: float = 0.0,
+        peak_flops: float = 0.0,
+    ):
         super().__init__()
         # Language models count tokens: each example holds `items_per_example` of them.
         self.items_per_step = batch_size * items_per_example
+        self.train_flops_per_item = train_flops_per_item
+        self.peak_flops = peak_flops
         self.examples_per_epoch = examples_per_epoch
         self.epoch_seconds: dict[int, float] = {}
         self.examples_seen = 0
@@ -55,6 +64,14 @@ class Throughput(keras.callbacks.Callback):
         seconds = self.epoch_seconds.get(epoch, 0.0)
         return self.examples_per_epoch / seconds if seconds else 0.0
 
+    def mfu(self, epoch: int | None = None) -> float:
+        """Model FLOPs utilization of one epoch (or of the whole run)."""
+        if epoch is None:
+            rate = self.examples_seen / self.train_seconds if self.train_seconds else 0.0
+        else:
+            rate = self.examples_per_second(epoch)
+        return self.train_flops_per_item * rate / self.peak_flops if self.peak_flops else 0.0
+
 
 class MetricsCSV(keras.callbacks.Callback):
     """Appends one whole row per epoch to metrics.csv: epoch, metrics, lr, seconds, examples/s."""
@@ -72,6 +89,7 @@ class MetricsCSV(keras.callbacks.Callback):
         row["lr"] = current_learning_rate(self.model)
         row["seconds"] = round(self.throughput.epoch_seconds.get(epoch, 0.0), 4)
         row["examples_per_second"] = round(self.throughput.examples_per_second(epoch), 1)
+        row["mfu"] = round(self.throughput.mfu(epoch), 5)
         if self.columns is None:
             self.columns = self._existing_columns() or list(row)
             self._drop_rows_from(epoch + 1)
@@ -121,27 +139,108 @@ def save_model_atomically(model: keras.Model, path: Path) -> None:
     run_dir.atomic_write(path, lambda tmp: inference.save(tmp, overwrite=True))
 
 
-class Checkpoints(keras.callbacks.Callback):
-    """Saves checkpoints/last.keras every epoch and best.keras when `monitor` improves."""
+def finite_loss(logs: dict | None) -> bool:
+    loss = (logs or {}).get("loss")
+    return loss is None or bool(np.isfinite(loss))
 
-    def __init__(self, best: Path, last: Path, monitor: str, mode: str = "min"):
+
+class Checkpoints(keras.callbacks.Callback):
+    """Saves checkpoints/last.keras every epoch and best.keras when `monitor` improves.
+
+    An epoch whose loss is NaN/Inf saves nothing: the files stay the last good ones.
+    """
+
+    def __init__(self, best: Path, last: Path, monitor: str, mode: str = "min",
+                 state: dict | None = None):  # fmt: skip
         super().__init__()
         self.best_path, self.last_path = best, last
         self.monitor = monitor
         self.mode = mode
         self.best_value = math.inf if mode == "min" else -math.inf
         self.best_epoch: int | None = None
+        if state:  # resuming: the best so far is not forgotten
+            self.best_value, self.best_epoch = state["value"], state["epoch"]
+
+    def state(self) -> dict:
+        return {"value": self.best_value, "epoch": self.best_epoch}
 
     def _improved(self, value: float) -> bool:
         return value < self.best_value if self.mode == "min" else value > self.best_value
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
+        if not finite_loss(logs):
+            return
         save_model_atomically(self.model, self.last_path)
         value = logs.get(self.monitor)
         if value is not None and np.isfinite(value) and self._improved(float(value)):
             self.best_value, self.best_epoch = float(value), epoch + 1
             save_model_atomically(self.model, self.best_path)
+
+
+class SafeBackup(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, minus two ways it loses the state one would resume from:
+    it would back up NaN weights, and delete the backup when a NaN ends training."""
+
+    def __init__(self, backup_dir: Path, nan_guard: NaNGuard):
+        super().__init__(str(backup_dir), delete_checkpoint=True)
+        self.nan_guard = nan_guard
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if finite_loss(logs) and self.nan_guard.failed_at is None:
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.nan_guard.failed_at is None:
+            super().on_train_end(logs)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose patience and best value survive `--resume`."""
+
+    def __init__(self, state: dict | None = None, best_weights_path: Path | None = None, **kw):
+        super().__init__(**kw)
+        self._resume_state = state
+        self._best_weights_path = best_weights_path
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if not self._resume_state:
+            return
+        self.wait = self._resume_state["wait"]
+        self.best = self._resume_state["best"]
+        self.best_epoch = self._resume_state["best_epoch"]
+        if (
+            self.restore_best_weights
+            and self._best_weights_path
+            and (self._best_weights_path.is_file())
+        ):
+            best = keras.models.load_model(self._best_weights_path, compile=False,
+                                           safe_mode=True)  # fmt: skip
+            self.best_weights = best.get_weights()
+
+    def state(self) -> dict:
+        return {"wait": self.wait, "best": float(self.best), "best_epoch": self.best_epoch}
+
+
+class RunState(keras.callbacks.Callback):
+    """Writes checkpoints/state.json after each good epoch: what callbacks must remember
+    across `--resume` (best value so far, early-stopping patience)."""
+
+    def __init__(self, path: Path, checkpoints: Checkpoints,
+                 early_stopping: ResumableEarlyStopping | None):  # fmt: skip
+        super().__init__()
+        self.path = path
+        self.checkpoints = checkpoints
+        self.early_stopping = early_stopping
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not finite_loss(logs):
+            return
+        state = {"epoch": epoch + 1, "best": self.checkpoints.state()}
+        if self.early_stopping is not None:
+            state["early_stopping"] = self.early_stopping.state()
+        run_dir.atomic_write_json(self.path, state)
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -163,26 +262,18 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class ProgressCallback(keras.callbacks.Callback):
-    """Feeds Keras's epoch and batch events to the progress display."""
+    """Feeds Keras's epoch events to the progress display (a line per epoch)."""
 
     def __init__(self, display: EpochProgress, throughput: Throughput):
         super().__init__()
         self.display = display
         self.throughput = throughput
-        self._epoch_start = 0.0
-        self._items_per_step = throughput.items_per_step
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.display.start()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch_start = time.perf_counter()
         self.display.begin_epoch(epoch + 1)
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        elapsed = time.perf_counter() - self._epoch_start
-        rate = (batch + 1) * self._items_per_step / elapsed if elapsed > 0 else 0.0
-        self.display.update_step(batch + 1, (logs or {}).get("loss"), rate)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.display.end_epoch(
@@ -190,7 +281,22 @@ class ProgressCallback(keras.callbacks.Callback):
             dict(logs or {}),
             self.throughput.epoch_seconds[epoch],
             self.throughput.examples_per_second(epoch),
+            self.throughput.mfu(epoch),
         )
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.display.stop()
+
+
+class LiveProgressCallback(ProgressCallback):
+    """Adds the step bar. Kept separate because any batch hook makes Keras copy the logs
+    to the host after every step, which costs small models much of their speed."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.perf_counter()
+        super().on_epoch_begin(epoch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        elapsed = time.perf_counter() - self._epoch_start
+        rate = (batch + 1) * self.throughput.items_per_step / elapsed if elapsed > 0 else 0.0
+        self.display.update_step(batch + 1, (logs or {}).get("loss"), rate)

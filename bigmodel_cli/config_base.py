@@ -48,11 +48,21 @@ OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear", "tanh", "relu", "softplus"
 
 
 class ConfigKeyError(ValueError):
-    """A semantic problem with one key; `config_load` appends `key` to the error's path."""
+    """Semantic problems with keys of one section; `config_load` appends each key to the
+    section's path, so every problem is reported as its own `dotted.key: message` line."""
 
-    def __init__(self, key: str, message: str):
+    def __init__(self, key: str, message: str, more: list[tuple[str, str]] | None = None):
         super().__init__(message)
-        self.key = key
+        self.problems = [(key, message), *(more or [])]
+
+    @property
+    def key(self) -> str:
+        return self.problems[0][0]
+
+    @classmethod
+    def collect(cls, problems: list[tuple[str, str]]) -> ConfigKeyError:
+        (key, message), *rest = problems
+        return cls(key, message, rest)
 
 
 class Section(BaseModel):

@@ -124,6 +124,12 @@ def apply_overrides(document: dict[str, Any], overrides: Iterable[str]) -> dict[
         key, sep, raw_value = item.partition("=")
         key = key.strip()
         parts = key.split(".")
+        if parts[0] == "base":
+            problems.append(
+                "--set base: `base` is resolved when the file is read; write it "
+                "in the config file instead"
+            )
+            continue
         if not sep or not key or not all(parts):
             problems.append(
                 f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. "
@@ -273,9 +279,19 @@ def _describe(error: dict[str, Any]) -> str:
     )
 
 
+def _expand(error: dict[str, Any]) -> list[dict[str, Any]]:
+    """One error per problem of a ConfigKeyError (a validator may find several)."""
+    cause = (error.get("ctx") or {}).get("error")
+    if error["type"] != "value_error" or not isinstance(cause, ConfigKeyError):
+        return [error]
+    return [
+        {**error, "ctx": {"error": ConfigKeyError(key, message)}} for key, message in cause.problems
+    ]
+
+
 def validation_problems(error: ValidationError) -> list[str]:
     """Turn a pydantic ValidationError into `dotted.key: message` lines."""
-    return [_describe(e) for e in error.errors(include_url=False)]
+    return [_describe(e) for raw in error.errors(include_url=False) for e in _expand(raw)]
 
 
 # === entry points ============================================================

@@ -154,10 +154,9 @@ class SequentialConfig(ModelCommon):
     def _layers_name_a_type(cls, layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from bigmodel_cli.layer_allowlist import check_layer_spec
 
-        for index, spec in enumerate(layers):
-            problem = check_layer_spec(spec)
-            if problem:
-                raise ConfigKeyError(f"{index}", problem)
+        problems = [(str(i), p) for i, spec in enumerate(layers) if (p := check_layer_spec(spec))]
+        if problems:
+            raise ConfigKeyError.collect(problems)
         return layers
 
 

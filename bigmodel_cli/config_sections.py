@@ -107,14 +107,16 @@ class DataConfig(Section):
         }  # fmt: skip
         allowed = by_source.get(self.source, set())
         specific = set().union(*by_source.values())
-        for key in sorted(specific - allowed):
-            if key in self.model_fields_set:
-                users = [s for s, keys in by_source.items() if key in keys]
-                raise ConfigKeyError(
-                    key,
-                    f"data.source={self.source!r} does not use `{key}` (only "
-                    f"{' and '.join(users)} do). Remove it.",
-                )
+        # By value, not by "was it written": config.yaml spells out every default.
+        unused = [
+            (key, f"data.source={self.source!r} does not use `{key}` (only "
+                  f"{' and '.join(s for s, keys in by_source.items() if key in keys)} do). "
+                  "Remove it.")
+            for key in sorted(specific - allowed)
+            if getattr(self, key) is not None
+        ]  # fmt: skip
+        if unused:
+            raise ConfigKeyError.collect(unused)
         if self.source in ("csv", "npz") and not self.path:
             raise ConfigKeyError("path", f"data.source={self.source!r} needs `path`.")
         if self.source == "csv" and not self.target:
@@ -148,7 +150,7 @@ class LossConfig(Section):
     @model_validator(mode="after")
     def _args_fit_loss(self) -> LossConfig:
         is_ce = self.name in CLASSIFICATION_LOSSES
-        if not is_ce and "from_logits" in self.model_fields_set:
+        if not is_ce and self.from_logits:
             raise ConfigKeyError("from_logits", f"loss {self.name!r} has no from_logits.")
         if self.label_smoothing and self.name == "sparse_categorical_crossentropy":
             raise ConfigKeyError(
@@ -198,7 +200,16 @@ class TrainConfig(Section):
     mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "auto",
         description="auto: mixed_float16 on GPUs with compute capability >= 7.0, "
-        "mixed_bfloat16 on TPUs, float32 otherwise.",
+        "mixed_bfloat16 on TPUs and on CPUs with bfloat16 matrix units (AMX, AVX-512 BF16) "
+        "when the model is large enough to gain, float32 otherwise.",
+    )
+    steps_per_execution: PositiveInt | Literal["auto"] = Field(
+        "auto",
+        description="Training steps per call into the TensorFlow graph. auto: enough steps "
+        "that small models are not dominated by per-step overhead; 1 for large models.",
+    )
+    jit_compile: bool = Field(
+        False, description="Compile the training step with XLA (can be faster on GPU/TPU)."
     )
 
 

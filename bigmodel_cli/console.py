@@ -65,11 +65,18 @@ def format_value(value: Any) -> str:
 
 
 def epoch_line(
-    epoch: int, epochs: int, logs: dict[str, float], seconds: float, rate: float, unit: str = "ex"
+    epoch: int,
+    epochs: int,
+    logs: dict[str, float],
+    seconds: float,
+    rate: float,
+    unit: str = "ex",
+    mfu: float | None = None,
 ) -> str:
     """`epoch 3/10  loss 0.1234  accuracy 0.9500  val_loss 0.2  2.1s  5,432 ex/s`."""
     metrics = "  ".join(f"{k} {format_value(float(v))}" for k, v in logs.items() if k != "lr")
-    return f"epoch {epoch}/{epochs}  {metrics}  {seconds:.1f}s  {rate:,.0f} {unit}/s"
+    utilization = f"  mfu {mfu:.1%}" if mfu else ""
+    return f"epoch {epoch}/{epochs}  {metrics}  {seconds:.1f}s  {rate:,.0f} {unit}/s{utilization}"
 
 
 class EpochProgress:
@@ -121,8 +128,10 @@ class EpochProgress:
             stats = f"loss {loss:.4g}  {rate:,.0f} {self.unit}/s" if loss is not None else ""
             self._progress.update(self._step_task, completed=step, stats=stats)
 
-    def end_epoch(self, epoch: int, logs: dict[str, float], seconds: float, rate: float) -> None:
-        line = epoch_line(epoch, self.epochs, logs, seconds, rate, self.unit)
+    def end_epoch(
+        self, epoch: int, logs: dict[str, float], seconds: float, rate: float, mfu: float = 0.0
+    ) -> None:
+        line = epoch_line(epoch, self.epochs, logs, seconds, rate, self.unit, mfu)
         if self._progress:
             self._progress.update(self._epoch_task, completed=epoch)
             self._progress.console.print(line, highlight=False, markup=False)

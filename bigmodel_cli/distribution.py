@@ -140,8 +140,24 @@ def resolve_precision(requested: str, placement: Placement) -> str:
         ]
         if all(cap >= (7, 0) for cap in capabilities):
             return "mixed_float16"
-    # On CPUs float32 is the safe default; bfloat16 on AMX CPUs is opt-in until measured.
+    # On CPUs float32 until the model is known: see prefers_bf16.
     return "float32"
+
+
+def prefers_bf16(requested: str, placement: Placement, flops_per_example: int,
+                 batch_size: int) -> bool:  # fmt: skip
+    """`auto` on a CPU with bfloat16 matrix units: switch to mixed_bfloat16 when the
+    model does enough matrix work per step for bf16 to be faster (measured: tiny models
+    lose more to casts than they gain)."""
+    from bigmodel_cli.performance import bf16_pays_off, cpu_has_bf16_matmul
+
+    on_cpu = all("GPU" not in d.upper() and "TPU" not in d.upper() for d in placement.devices)
+    return (
+        requested == "auto"
+        and on_cpu
+        and cpu_has_bf16_matmul()
+        and bf16_pays_off(flops_per_example, batch_size // max(1, placement.replicas))
+    )
 
 
 def set_precision(policy: str) -> None:

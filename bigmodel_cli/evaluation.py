@@ -18,14 +18,7 @@ SPLITS = ("train", "validation", "test")
 MAX_REPORTED_CLASSES = 100  # past this a per-class table stops being readable
 
 
-def score(
-    model: Any,
-    arrays: Arrays,
-    cfg: Config,
-    spec: DataSpec,
-    loss_cfg: LossConfig,
-    metric_names: list[str],
-) -> dict[str, float]:
+def score(model: Any, arrays: Arrays, cfg: Config, spec: DataSpec) -> dict[str, float]:
     """Loss and metrics of a compiled model on one split."""
     from bigmodel_cli.data import make_dataset
 
@@ -75,13 +68,14 @@ def classification_report(
 
 
 def load_run_model(run: run_dir.RunDir) -> tuple[Any, Path]:
-    """The run's final model (model.keras), else its best checkpoint, loaded safely."""
+    """The run's best model (checkpoints/best.keras: best validation loss, or training
+    loss without a validation split), else its final model.keras, loaded safely."""
     import_tensorflow()
     import tf_keras as keras
 
     from bigmodel_cli.registry import custom_objects
 
-    for path in (run.model, run.best):
+    for path in (run.best, run.model):
         if path.is_file():
             try:
                 model = keras.models.load_model(
@@ -93,6 +87,26 @@ def load_run_model(run: run_dir.RunDir) -> tuple[Any, Path]:
     raise UserError(
         f"{run.root}: no {run_dir.MODEL} or checkpoints/{run_dir.BEST}; did training finish?"
     )
+
+
+def load_for_scoring(run: run_dir.RunDir, cfg: Config, spec: DataSpec) -> tuple[Any, Path]:
+    """The run's best model, compiled with the config's loss and metrics."""
+    from bigmodel_cli import defaults, registry
+
+    loss_cfg = defaults.effective_loss(cfg, spec)
+    model, path = load_run_model(run)
+    model.compile(
+        loss=registry.build_loss(loss_cfg),
+        metrics=registry.build_metrics(defaults.effective_metrics(cfg, spec), loss_cfg, spec),
+    )
+    return model, path
+
+
+def score_saved_model(run: run_dir.RunDir, arrays: Arrays, cfg: Config, spec: DataSpec
+                      ) -> tuple[dict[str, float], Path]:  # fmt: skip
+    """Score the run's best model as `bigmodel evaluate` will, so the two always agree."""
+    model, path = load_for_scoring(run, cfg, spec)
+    return score(model, arrays, cfg, spec), path
 
 
 def evaluate_run(
@@ -107,12 +121,12 @@ def evaluate_run(
         raise UserError(f"{path}: not a run directory (no {run_dir.CONFIG})")
     cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli import defaults, registry
+    from bigmodel_cli import defaults
 
     base_dir, normalization = run.root, None
     if data_config is not None:
         other = config_load.load_config(data_config)
-        cfg = cfg.model_copy(update={"data": other.data})
+        cfg = cfg.model_copy(update={"data": other.data, "seed": other.seed})  # its splits
         base_dir = data_config.parent
         # The model expects inputs scaled like its training data, not like the new data.
         trained = run_dir.read_json(run.summary).get("data", {}) if run.summary.exists() else {}
@@ -125,17 +139,12 @@ def evaluate_run(
         raise UserError(f"--split {split}: the data has no {split} split (data.{split}_split is 0)")
     spec = bundle.spec
     loss_cfg = defaults.effective_loss(cfg, spec)
-    metric_names = defaults.effective_metrics(cfg, spec)
-    model, model_path = load_run_model(run)
-    model.compile(
-        loss=registry.build_loss(loss_cfg),
-        metrics=registry.build_metrics(metric_names, loss_cfg, spec),
-    )
+    model, model_path = load_for_scoring(run, cfg, spec)
     result: dict[str, Any] = {
         "split": split,
         "examples": len(arrays),
-        "model": str(model_path),
-        "metrics": score(model, arrays, cfg, spec, loss_cfg, metric_names),
+        "model": str(model_path.resolve()),
+        "metrics": score(model, arrays, cfg, spec),
     }
     if spec.task == "classification" and (spec.num_classes or 0) <= MAX_REPORTED_CLASSES:
         result.update(classification_report(model, arrays, cfg, spec, loss_cfg))

@@ -5,7 +5,9 @@ python -m bigmodel_cli.reference   # prints the Markdown tables
 
 from __future__ import annotations
 
+import sys
 import typing
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -70,5 +72,16 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+def rewrite(readme: Path) -> None:
+    text = readme.read_text(encoding="utf-8")
+    start, end = "<!-- reference:start -->\n", "\n<!-- reference:end -->"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(head + start + markdown().strip() + end + tail, encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(markdown())
+    if len(sys.argv) > 1:
+        rewrite(Path(sys.argv[1]))
+    else:
+        print(markdown())

@@ -32,6 +32,7 @@ CHECKPOINTS = "checkpoints"
 BEST = "best.keras"
 LAST = "last.keras"
 BACKUP = "backup"
+STATE = "state.json"
 MODEL = "model.keras"
 SUMMARY = "summary.json"
 EVAL = "eval.json"
@@ -74,6 +75,10 @@ class RunDir:
     @property
     def backup(self) -> Path:
         return self.checkpoints / BACKUP
+
+    @property
+    def state(self) -> Path:
+        return self.checkpoints / STATE
 
     @property
     def model(self) -> Path:

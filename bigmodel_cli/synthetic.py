@@ -70,8 +70,8 @@ class Synthetic:
 def generate(data: DataConfig, seed: int) -> Synthetic:
     """Examples for `data.task` (default classification), drawn from `seed`."""
     task = data.task or "classification"
-    unused = sorted(k for k in SYNTHETIC_KEYS - TASK_KEYS[task] if k in data.model_fields_set)
-    if task == "sequence" and data.vocab_size is not None and "features" in data.model_fields_set:
+    unused = sorted(k for k in SYNTHETIC_KEYS - TASK_KEYS[task] if getattr(data, k) is not None)
+    if task == "sequence" and data.vocab_size is not None and data.features is not None:
         unused.append("features")  # token sequences have one token per step
     if unused:
         raise DataError(

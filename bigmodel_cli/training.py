@@ -2,13 +2,18 @@
 
 Everything that can be the user's fault (config, data, model shape) is checked before
 the run directory exists, so a mistake never leaves an empty or half-made run behind.
+Under multi-worker training every worker runs this recipe; only the chief writes the
+run directory (the others write to a temporary folder they remove).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,26 +42,22 @@ class TrainOptions:
 def monitor_mode(monitor: str) -> str:
     """`min` for losses and errors, `max` for accuracy-like metrics (Keras's `auto`
     guesses `min` for f1, precision and recall, which is wrong)."""
-    base = monitor.removeprefix("val_")
-    return "min" if base in LOWER_IS_BETTER else "max"
+    return "min" if monitor.removeprefix("val_") in LOWER_IS_BETTER else "max"
 
 
 def _check_monitor(cfg: Config, metric_names: list[str], has_validation: bool) -> None:
     stopping = cfg.train.early_stopping
     if stopping is None:
         return
-    monitor = stopping.monitor
     known = ["loss", *metric_names]
     if has_validation:
         known += [f"val_{name}" for name in known]
-    if monitor not in known:
-        hint = (
-            " (no validation split: set data.validation_split > 0)"
-            if monitor.startswith("val_") and not has_validation
-            else ""
-        )
+    if stopping.monitor not in known:
+        hint = ""
+        if stopping.monitor.startswith("val_") and not has_validation:
+            hint = " (no validation split: set data.validation_split > 0)"
         raise ConfigError(
-            f"train.early_stopping.monitor: {monitor!r} is not logged{hint}; "
+            f"train.early_stopping.monitor: {stopping.monitor!r} is not logged{hint}; "
             f"expected one of: {', '.join(known)}"
         )
 
@@ -69,12 +70,34 @@ def _absolute_paths(cfg: Config, base_dir: Path) -> Config:
     return cfg
 
 
-def _load_for_resume(path: Path) -> tuple[Config, run_dir.RunDir]:
+@dataclass
+class _Start:
+    """Where a run starts: a fresh config, or a run directory to resume."""
+
+    cfg: Config
+    base_dir: Path
+    run: run_dir.RunDir | None = None
+    resumed_from: str | None = None
+    state: dict = field(default_factory=dict)
+    finished: dict | None = None
+
+
+def _start(cfg: Config | None, options: TrainOptions) -> _Start:
+    if options.resume is None:
+        assert cfg is not None
+        base_dir = options.config_path.parent if options.config_path else Path.cwd()
+        return _Start(cfg, base_dir)
+    path = options.resume.resolve()
     run = run_dir.RunDir(path)
     if not run_dir.is_run_dir(path):
-        raise UserError(f"--resume {path}: not a run directory (no {run_dir.CONFIG})")
-    document = config_load.read_yaml_mapping(run.config)
-    return config_load.config_from_mapping(document, str(run.config)), run
+        raise UserError(f"--resume {options.resume}: not a run directory (no {run_dir.CONFIG})")
+    cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
+    previous = run_dir.read_json(run.summary) if run.summary.exists() else {}
+    state = run_dir.read_json(run.state) if run.state.exists() else {}
+    start = _Start(cfg, run.root, run, str(run.root), state)
+    if previous.get("status") == "completed":
+        start.finished = previous
+    return start
 
 
 def _environment(placement: Any, precision: str, options: TrainOptions) -> dict[str, Any]:
@@ -83,9 +106,9 @@ def _environment(placement: Any, precision: str, options: TrainOptions) -> dict[
     import numpy as np
     import tf_keras as keras
 
-    tf = import_tensorflow()
     from bigmodel_cli import __version__
 
+    tf = import_tensorflow()
     return {
         "bigmodel": __version__,
         "python": platform.python_version(),
@@ -97,198 +120,230 @@ def _environment(placement: Any, precision: str, options: TrainOptions) -> dict[
         "devices": [d.name for d in tf.config.list_logical_devices()],
         "strategy": placement.name,
         "replicas": placement.replicas,
+        "is_chief": placement.is_chief,
         "strategy_devices": placement.devices,
         "precision": precision,
         "command": shlex.join(options.command),
     }
 
 
+def _examples_per_epoch(cfg: Config, n_train: int, steps_per_epoch: int) -> int:
+    if cfg.train.steps_per_epoch:  # a capped epoch draws full batches from a repeated split
+        return steps_per_epoch * cfg.data.batch_size
+    return n_train
+
+
+def _epochs_logged(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return max(0, len(path.read_text(encoding="utf-8").splitlines()) - 1)
+
+
 def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
     """Train per `cfg` (or resume `options.resume`); return the content of summary.json."""
     # === Config ===
-    resumed_from = None
-    if options.resume is not None:
-        cfg, run = _load_for_resume(options.resume)
-        previous = run_dir.read_json(run.summary) if run.summary.exists() else {}
-        if previous.get("status") == "completed":
-            console.note(f"{run.root}: this run already finished; nothing to resume.")
-            return previous
-        resumed_from = str(run.root)
-        base_dir = run.root
-    else:
-        assert cfg is not None
-        run = None
-        base_dir = options.config_path.parent if options.config_path else Path.cwd()
+    start = _start(cfg, options)
+    if start.finished is not None:
+        console.note(f"{start.run.root}: this run already finished; nothing to resume.")
+        return start.finished
+    cfg = start.cfg
 
     # Heavy imports only once the config is known to be valid.
-    tf = import_tensorflow()
+    import_tensorflow()
     import tf_keras as keras
 
+    from bigmodel_cli import callbacks as cb
     from bigmodel_cli import data as data_lib
     from bigmodel_cli import defaults, distribution, registry
-    from bigmodel_cli.callbacks import (
-        Checkpoints,
-        MetricsCSV,
-        NaNGuard,
-        ProgressCallback,
-        Throughput,
-        save_model_atomically,
-    )
-    from bigmodel_cli.evaluation import score
+    from bigmodel_cli.evaluation import score_saved_model
     from bigmodel_cli.flops import flops_per_example
     from bigmodel_cli.models import build_model
+    from bigmodel_cli.performance import (
+        TRAIN_FLOPS_PER_FORWARD,
+        auto_steps_per_execution,
+        peak_flops,
+    )
 
     started = time.perf_counter()
 
     # === Seed, strategy, precision ===
-    keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
     placement = distribution.make_strategy(cfg.distribute)
     precision = distribution.resolve_precision(cfg.train.mixed_precision, placement)
-    distribution.set_precision(precision)
 
     # === Data ===
-    bundle = data_lib.load_data(cfg, base_dir)
+    bundle = data_lib.load_data(cfg, start.base_dir)
     spec = bundle.spec
     loss_cfg = defaults.effective_loss(cfg, spec)
     metric_names = defaults.effective_metrics(cfg, spec)
     _check_monitor(cfg, metric_names, bundle.validation is not None)
     batch_size = cfg.data.batch_size
-    batches = math.ceil(len(bundle.train) / batch_size)
-    steps_per_epoch = cfg.train.steps_per_epoch or batches
+    steps_per_epoch = cfg.train.steps_per_epoch or math.ceil(len(bundle.train) / batch_size)
     train_ds = data_lib.make_dataset(bundle.train, cfg, spec, training=True)
     if cfg.train.steps_per_epoch:
         train_ds = train_ds.repeat()  # a capped epoch must never run out of batches
-    val_ds = (
-        data_lib.make_dataset(bundle.validation, cfg, spec, training=False)
-        if bundle.validation is not None
-        else None
-    )
+    val_ds = None
+    if bundle.validation is not None:
+        val_ds = data_lib.make_dataset(bundle.validation, cfg, spec, training=False)
 
     # === Model, under the strategy's scope ===
+    def build(policy: str) -> keras.Model:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(cfg.seed)  # the same initial weights whatever the policy
+        distribution.set_precision(policy)
+        with placement.strategy.scope():
+            return build_model(cfg, spec)
+
+    model = build(precision)
+    flops = flops_per_example(model)
+    if distribution.prefers_bf16(cfg.train.mixed_precision, placement, flops, batch_size):
+        precision = "mixed_bfloat16"
+        model = build(precision)
+    steps_per_execution = cfg.train.steps_per_execution
+    if steps_per_execution == "auto":
+        steps_per_execution = auto_steps_per_execution(flops, batch_size, steps_per_epoch)
     with placement.strategy.scope():
-        model = build_model(cfg, spec)
-        total_steps = steps_per_epoch * cfg.train.epochs
         model.compile(
-            optimizer=registry.build_optimizer(cfg.optimizer, total_steps),
+            optimizer=registry.build_optimizer(cfg.optimizer, steps_per_epoch * cfg.train.epochs),
             loss=registry.build_loss(loss_cfg),
             metrics=registry.build_metrics(metric_names, loss_cfg, spec),
+            steps_per_execution=steps_per_execution,
+            jit_compile=cfg.train.jit_compile,
         )
-    flops = flops_per_example(model)
 
     # === Run directory: only now that nothing the user wrote can fail ===
-    if run is None:
+    scratch = None
+    run = start.run
+    if not placement.is_chief:  # other workers write to a folder of their own, then drop it
+        scratch = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))
+        run = run_dir.create_run_dir(scratch, cfg.name)
+    elif run is None:
         output_dir = Path(cfg.output.dir)
-        if not output_dir.is_absolute():
-            output_dir = Path.cwd() / output_dir
+        output_dir = (output_dir if output_dir.is_absolute() else Path.cwd() / output_dir).resolve()
         run = run_dir.create_run_dir(output_dir, cfg.name, options.run_dir)
-        cfg = _absolute_paths(cfg, base_dir)
+    if start.run is None or scratch is not None:
+        cfg = _absolute_paths(cfg, start.base_dir)
         run_dir.atomic_write_text(run.config, config_load.dump_config(cfg))
     run.checkpoints.mkdir(exist_ok=True)
     run_dir.atomic_write_json(run.environment, _environment(placement, precision, options))
-    if options.progress:
+    if options.progress and scratch is None:
         console.note(f"run directory: {run.root}")
 
-    # === Callbacks ===
-    has_val = val_ds is not None
-    monitor = "val_loss" if has_val else "loss"
-    examples_per_epoch = (
-        min(steps_per_epoch * batch_size, len(bundle.train))
-        if not (cfg.train.steps_per_epoch)
-        else steps_per_epoch * batch_size
-    )
-    tokens_per_example = (spec.sequence_length or 1) if spec.task == "language_model" else 1
-    examples_per_epoch *= tokens_per_example  # language models report tokens, not sequences
-    throughput = Throughput(batch_size, examples_per_epoch, tokens_per_example)
-    nan_guard = NaNGuard()
-    checkpoints = Checkpoints(run.best, run.last, monitor, monitor_mode(monitor))
-    callbacks: list[keras.callbacks.Callback] = [
-        throughput,
-        nan_guard,
-        keras.callbacks.BackupAndRestore(str(run.backup), delete_checkpoint=True),
-        MetricsCSV(run.metrics, throughput),
-        checkpoints,
-        keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
-    ]
-    early_stopping = None
-    if cfg.train.early_stopping:
-        es = cfg.train.early_stopping
-        early_stopping = keras.callbacks.EarlyStopping(
-            monitor=es.monitor,
-            patience=es.patience,
-            min_delta=es.min_delta,
-            mode=monitor_mode(es.monitor) if es.mode == "auto" else es.mode,
-            restore_best_weights=es.restore_best_weights,
-        )
-        callbacks.append(early_stopping)
-    if options.progress:
-        unit = "tok" if spec.task == "language_model" else "ex"
-        display = console.EpochProgress(console.err, cfg.train.epochs, steps_per_epoch, unit=unit)
-        callbacks.append(ProgressCallback(display, throughput))
-
-    # === Fit ===
     try:
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=cfg.train.epochs,
-            steps_per_epoch=cfg.train.steps_per_epoch,
-            callbacks=callbacks,
-            verbose=0,
+        # === Callbacks ===
+        monitor = "val_loss" if val_ds is not None else "loss"
+        tokens_per_example = (spec.sequence_length or 1) if spec.task == "language_model" else 1
+        peak = peak_flops(placement.devices[0], precision) * placement.replicas
+        throughput = cb.Throughput(
+            batch_size,
+            _examples_per_epoch(cfg, len(bundle.train), steps_per_epoch) * tokens_per_example,
+            tokens_per_example,
+            train_flops_per_item=TRAIN_FLOPS_PER_FORWARD * flops / tokens_per_example,
+            peak_flops=peak,
         )
-    except KeyboardInterrupt:
-        console.note(
-            f"interrupted; resume with: bigmodel train --resume {shlex.quote(str(run.root))}"
+        nan_guard = cb.NaNGuard()
+        checkpoints = cb.Checkpoints(
+            run.best, run.last, monitor, monitor_mode(monitor), start.state.get("best")
         )
-        raise
-    if nan_guard.failed_at is not None:
-        epoch, step = nan_guard.failed_at
-        raise TrainingFailed(
-            f"the loss became NaN/Inf at epoch {epoch}, step {step}. The last good "
-            f"checkpoint is {run.last if run.last.exists() else 'not written yet'}. Try a "
-            "lower optimizer.learning_rate, optimizer.clipnorm: 1.0, or "
-            "train.mixed_precision: float32."
-        )
+        early_stopping = None
+        if cfg.train.early_stopping:
+            es = cfg.train.early_stopping
+            early_stopping = cb.ResumableEarlyStopping(
+                state=start.state.get("early_stopping"),
+                best_weights_path=run.best if es.monitor == monitor else None,
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                mode=monitor_mode(es.monitor) if es.mode == "auto" else es.mode,
+                restore_best_weights=es.restore_best_weights,
+            )
+        callbacks: list[keras.callbacks.Callback] = [
+            throughput,  # first: the others read its epoch timings
+            nan_guard,
+            cb.SafeBackup(run.backup, nan_guard),
+            cb.MetricsCSV(run.metrics, throughput),
+            checkpoints,
+            keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
+        ]
+        if early_stopping is not None:
+            callbacks.append(early_stopping)
+        callbacks.append(cb.RunState(run.state, checkpoints, early_stopping))
+        if options.progress and scratch is None:
+            unit = "tok" if spec.task == "language_model" else "ex"
+            display = console.EpochProgress(
+                console.err, cfg.train.epochs, steps_per_epoch, unit=unit
+            )
+            progress = cb.LiveProgressCallback if display.live else cb.ProgressCallback
+            callbacks.append(progress(display, throughput))
 
-    # === Save and score ===
-    save_model_atomically(model, run.model)
-    test_metrics = (
-        score(model, bundle.test, cfg, spec, loss_cfg, metric_names)
-        if bundle.test is not None
-        else None
-    )
-    epochs_run = len(history.epoch)
-    last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
-    stopped_early = early_stopping is not None and early_stopping.stopped_epoch > 0
-    summary = {
-        "name": cfg.name,
-        "run_dir": str(run.root),
-        "status": "completed",
-        "stop_reason": "early_stopping" if stopped_early else "epochs_completed",
-        "epochs_run": epochs_run,
-        "epochs_requested": cfg.train.epochs,
-        "best_epoch": checkpoints.best_epoch,
-        "best": {"monitor": monitor, "value": checkpoints.best_value},
-        "final": last_logs,
-        "test": test_metrics,
-        "params": int(model.count_params()),
-        "trainable_params": int(
-            sum(keras.backend.count_params(w) for w in model.trainable_weights)
-        ),
-        "flops_per_example": int(flops),
-        "train_seconds": round(throughput.train_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "examples_per_second": round(throughput.examples_seen / throughput.train_seconds, 1)
-        if throughput.train_seconds
-        else 0.0,
-        "strategy": placement.name,
-        "replicas": placement.replicas,
-        "precision": precision,
-        "data": data_lib.describe(bundle),
-        "resumed_from": resumed_from,
-    }
-    if spec.task == "language_model":
-        summary["tokens_per_second"] = summary.pop("examples_per_second")
-    run_dir.atomic_write_json(run.summary, summary)
-    del tf
-    return summary
+        # === Fit ===
+        try:
+            history = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=cfg.train.epochs,
+                steps_per_epoch=cfg.train.steps_per_epoch,
+                callbacks=callbacks,
+                verbose=0,
+            )
+        except KeyboardInterrupt:
+            console.note(f"interrupted; resume with: bigmodel train --resume "
+                         f"{shlex.quote(str(run.root))}")  # fmt: skip
+            raise
+        if nan_guard.failed_at is not None:
+            epoch, step = nan_guard.failed_at
+            good = run.best if run.best.exists() else None
+            raise TrainingFailed(
+                f"the loss became NaN/Inf at epoch {epoch}, step {step} (within "
+                f"{steps_per_execution} steps per execution). "
+                + (f"The last good checkpoint is {good}. " if good else "")
+                + "Try a lower optimizer.learning_rate, optimizer.clipnorm: 1.0, or "
+                "train.mixed_precision: float32."
+            )
+
+        # === Save and score ===
+        cb.save_model_atomically(model, run.model)
+        test_metrics, scored = None, None
+        if bundle.test is not None:
+            test_metrics, scored = score_saved_model(run, bundle.test, cfg, spec)
+        stopped_early = early_stopping is not None and early_stopping.stopped_epoch > 0
+        summary = {
+            "name": cfg.name,
+            "run_dir": str(run.root),
+            "status": "completed",
+            "stop_reason": "early_stopping" if stopped_early else "epochs_completed",
+            "epochs_run": _epochs_logged(run.metrics),
+            "epochs_requested": cfg.train.epochs,
+            "best_epoch": checkpoints.best_epoch,
+            "best": {"monitor": monitor, "value": checkpoints.best_value},
+            "final": {k: float(v[-1]) for k, v in history.history.items() if v},
+            "test": test_metrics,
+            "test_model": str(scored) if scored else None,
+            "params": int(model.count_params()),
+            "trainable_params": int(
+                sum(keras.backend.count_params(w) for w in model.trainable_weights)
+            ),  # fmt: skip
+            "flops_per_example": int(flops),
+            "train_seconds": round(throughput.train_seconds, 3),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "examples_per_second": round(throughput.examples_seen / throughput.train_seconds, 1)
+            if throughput.train_seconds
+            else 0.0,  # fmt: skip
+            "mfu": round(throughput.mfu(), 5),
+            "peak_flops": peak,
+            "steps_per_execution": steps_per_execution,
+            "jit_compile": cfg.train.jit_compile,
+            "strategy": placement.name,
+            "replicas": placement.replicas,
+            "precision": precision,
+            "data": data_lib.describe(bundle),
+            "resumed_from": start.resumed_from,
+        }
+        if spec.task == "language_model":
+            summary["tokens_per_second"] = summary.pop("examples_per_second")
+        run_dir.atomic_write_json(run.summary, summary)
+        return summary
+    finally:
+        if scratch is not None:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(scratch)

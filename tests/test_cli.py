@@ -171,7 +171,10 @@ def test_missing_data_file_exits_2_and_creates_no_run(runner, tmp_path, write_co
     assert not (tmp_path / "runs").exists()
 
 
-def test_nan_loss_exits_1_with_advice(runner, tmp_path):
+def test_nan_loss_exits_1_with_advice_and_keeps_only_finite_checkpoints(runner, tmp_path):
+    import numpy as np
+    import tf_keras as keras
+
     result = train(
         runner,
         CONFIGS / "diabetes_regression.yaml",
@@ -185,6 +188,43 @@ def test_nan_loss_exits_1_with_advice(runner, tmp_path):
     )
     assert result.exit_code == 1, result.output
     assert "NaN" in result.stderr and "learning_rate" in result.stderr
+    checkpoints = list((tmp_path / "runs").rglob("*.keras"))
+    for path in checkpoints:
+        weights = keras.models.load_model(path, compile=False, safe_mode=True).get_weights()
+        assert all(np.isfinite(w).all() for w in weights), path
+
+
+def test_regression_run_evaluates(runner, tmp_path):
+    run = run_dir_of(
+        train(runner, CONFIGS / "diabetes_regression.yaml", tmp_path, "--set", "train.epochs=2")
+    )
+    result = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    summary = json.loads((run / "summary.json").read_text())
+    assert report["metrics"]["mae"] == pytest.approx(summary["test"]["mae"], rel=1e-6)
+    assert "per_class" not in report
+
+
+def test_sequential_names_keras_cannot_resolve_exit_2(runner, tmp_path, write_config):
+    path = write_config(
+        {
+            "name": "seq",
+            "data": {"source": "iris"},
+            "model": {
+                "type": "sequential",
+                "layers": [
+                    {"type": "Dense", "units": 8, "kernel_regularizer": "l9"},
+                    {"type": "Dense", "units": 3, "activation": "softmaxx"},
+                ],
+            },
+        }
+    )
+    result = runner.invoke(app, ["train", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "model.layers.0: Dense: kernel_regularizer" in result.stderr
+    assert "model.layers.1: Dense: activation" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_validate_builds_and_reports_size(runner):

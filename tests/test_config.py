@@ -274,3 +274,20 @@ def test_readme_reference_matches_the_schema():
     readme = (REPO / "README.md").read_text()
     section = readme.split("<!-- reference:start -->\n")[1].split("\n<!-- reference:end -->")[0]
     assert section.strip() == markdown().strip(), "run: python -m bigmodel_cli.reference"
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_resolved_config_reloads(path: Path, tmp_path: Path):
+    """A run's config.yaml spells out every default; it must load back to the same config
+    (evaluate and --resume read it)."""
+    from bigmodel_cli.config_load import dump_config
+
+    cfg = load_config(path)
+    copy = tmp_path / "config.yaml"
+    copy.write_text(dump_config(cfg))
+    assert load_config(copy) == cfg
+
+
+def test_set_base_is_refused(write_config):
+    path = write_config(MINIMAL)
+    assert any(p.startswith("--set base:") for p in problems_of(path, ["base=other.yaml"]))

@@ -30,7 +30,8 @@ def _check_no_preset_keys(cfg: Config) -> None:
         f"model.{key}: type sequential is built exactly as written and does not use `{key}`;"
         " set it on the layers instead (e.g. {type: Dropout, rate: 0.2})."
         for key in PRESET_KEYS
-        if key in cfg.model.model_fields_set
+        # By value, not by "was it written": a run's config.yaml spells out every default.
+        if getattr(cfg.model, key) != type(cfg.model).model_fields[key].get_default()
     ]
     for key in ("l1", "l2"):
         if getattr(cfg.regularization, key):
@@ -43,6 +44,32 @@ def _check_no_preset_keys(cfg: Config) -> None:
         raise ConfigError(problems)
 
 
+# Keras looks these up by name, and some lookups return an unknown string unchanged (so it
+# would fail deep inside fit). Resolve them here: a name that is not Keras's is a config error.
+_LOOKUPS = {
+    "_regularizer": lambda name: keras.regularizers.get(name),
+    "_initializer": lambda name: keras.initializers.get(name),
+    "_constraint": lambda name: keras.constraints.get(name),
+    "activation": lambda name: keras.activations.get(name),
+}
+
+
+def _unresolved_names(kwargs: dict) -> list[str]:
+    """Arguments naming a regularizer/initializer/constraint/activation Keras doesn't know."""
+    bad = []
+    for key, value in kwargs.items():
+        lookup = next((f for suffix, f in _LOOKUPS.items() if key.endswith(suffix)), None)
+        if lookup is None or not isinstance(value, str):
+            continue
+        try:
+            resolved = lookup(value)
+        except (TypeError, ValueError):
+            resolved = None
+        if resolved is None or isinstance(resolved, str):
+            bad.append(f"{key}: unknown name {value!r}")
+    return bad
+
+
 def _make_layers(cfg: Config) -> list[keras.layers.Layer]:
     """Every layer of the list, with every constructor error reported at once."""
     specs = cfg.model.layers
@@ -53,6 +80,10 @@ def _make_layers(cfg: Config) -> list[keras.layers.Layer]:
             problems.append(f"model.layers.{index}: layer type {kind!r} is not allowed.")
             continue
         kwargs = {key: value for key, value in item.items() if key != "type"}
+        unresolved = _unresolved_names(kwargs)
+        if unresolved:
+            problems += [f"model.layers.{index}: {kind}: {text}" for text in unresolved]
+            continue
         if index == len(specs) - 1:
             kwargs.setdefault("dtype", "float32")
         try:
