@@ -10,18 +10,10 @@ from pydantic import (
     model_validator,
 )
 
-from bigmodel_cli.config_base import (  # noqa: F401
-    ACTIVATIONS,
-    CLASSIFICATION_LOSSES,
-    INITIALIZERS,
-    LOSSES,
-    METRICS,
-    OPTIMIZERS,
+from bigmodel_cli.config_base import (
     OUTPUT_ACTIVATIONS,
-    SCHEDULES,
     Activation,
     ConfigKeyError,
-    DataSource,
     Fraction,
     Initializer,
     PositiveInt,

@@ -11,20 +11,10 @@ from pydantic import (
     model_validator,
 )
 
-from bigmodel_cli.config_base import (  # noqa: F401
-    ACTIVATIONS,
-    CLASSIFICATION_LOSSES,
-    INITIALIZERS,
-    LOSSES,
-    METRICS,
+from bigmodel_cli.config_base import (
     OPTIMIZERS,
-    OUTPUT_ACTIVATIONS,
     SCHEDULES,
-    Activation,
     ConfigKeyError,
-    DataSource,
-    Fraction,
-    Initializer,
     PositiveInt,
     Section,
 )

@@ -9,20 +9,12 @@ from pydantic import (
     model_validator,
 )
 
-from bigmodel_cli.config_base import (  # noqa: F401
-    ACTIVATIONS,
+from bigmodel_cli.config_base import (
     CLASSIFICATION_LOSSES,
-    INITIALIZERS,
     LOSSES,
-    METRICS,
-    OPTIMIZERS,
-    OUTPUT_ACTIVATIONS,
-    SCHEDULES,
-    Activation,
     ConfigKeyError,
     DataSource,
     Fraction,
-    Initializer,
     PositiveInt,
     Section,
 )
@@ -180,6 +172,8 @@ class RegularizationConfig(Section):
 
 
 class EarlyStoppingConfig(Section):
+    """Stop when `monitor` has not improved for `patience` epochs."""
+
     monitor: str = Field("val_loss", description="Metric to watch, as in metrics.csv.")
     patience: int = Field(3, ge=0, description="Epochs without improvement before stopping.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts.")
@@ -225,7 +219,15 @@ class DistributeConfig(Section):
         None, description="one_device/mirrored: device names (default: all GPUs, else CPU)."
     )
     tpu: str | None = Field(None, description="tpu: TPU name or grpc:// address.")
+    timeout_seconds: PositiveInt = Field(
+        120,
+        le=86_400,
+        description="multi_worker/tpu: how long to wait for every worker (or the TPU) to "
+        "join before giving up with exit 2, instead of hanging.",
+    )
 
 
 class OutputConfig(Section):
+    """Where run directories are created."""
+
     dir: str = Field("runs", min_length=1, description="Parent of run directories.")

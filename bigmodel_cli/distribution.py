@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bigmodel_cli.config import DistributeConfig
 from bigmodel_cli.errors import UserError
-from bigmodel_cli.tfenv import import_tensorflow
+from bigmodel_cli.rendezvous import wait_for_cluster
+from bigmodel_cli.tfenv import import_tensorflow, quiet_native_logs, write_to_real_stderr
 
 
 @dataclass
@@ -39,6 +41,77 @@ def _tf_config() -> dict[str, Any] | None:
     if not isinstance(parsed, dict) or not isinstance(parsed.get("cluster"), dict):
         raise UserError('TF_CONFIG: expected {"cluster": {...}, "task": {...}}')
     return parsed
+
+
+def _check_tf_config(tf_config: dict[str, Any]) -> None:
+    """Every problem with TF_CONFIG's shape, at once, before TensorFlow sees it."""
+    problems = []
+    cluster = tf_config["cluster"]
+    for role, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses:
+            problems.append(f"TF_CONFIG: cluster.{role} must be a non-empty list of host:port")
+            continue
+        for address in addresses:
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                problems.append(f"TF_CONFIG: cluster.{role}: {address!r} is not host:port")
+    task = tf_config.get("task")
+    if not isinstance(task, dict) or "type" not in task:
+        problems.append('TF_CONFIG: task must be {"type": "worker", "index": N}')
+    else:
+        kind, index = task.get("type"), task.get("index", 0)
+        members = cluster.get(kind)
+        if not isinstance(members, list):
+            problems.append(f"TF_CONFIG: task.type {kind!r} is not a role of the cluster "
+                            f"({', '.join(cluster)})")  # fmt: skip
+        elif not isinstance(index, int) or not 0 <= index < len(members):
+            problems.append(f"TF_CONFIG: task.index {index!r} is not in 0..{len(members) - 1}")
+    if problems:
+        raise UserError(problems)
+
+
+STARTUP_MARGIN_SECONDS = 60
+
+
+class StartupDeadline:
+    """Give up with exit 2 if start-up has not finished in `seconds`.
+
+    While the workers of a cluster find each other, TensorFlow blocks inside C++ and does
+    not answer SIGTERM; a watchdog thread is the one reliable bound. `cancel()` once the
+    model's variables exist (their creation is the first collective).
+    """
+
+    def __init__(self, seconds: float, what: str):
+        self.seconds, self.what = seconds, what
+        self._timer = threading.Timer(seconds, self._give_up)
+        self._timer.daemon = True
+
+    def _give_up(self) -> None:
+        # The main thread may be blocked inside C++ with native stderr silenced.
+        write_to_real_stderr(
+            f"error: {self.what} did not start within {self.seconds:g} s "
+            "(distribute.timeout_seconds); check that every address is reachable and every "
+            "worker was started\n"
+        )
+        os._exit(2)
+
+    def start(self) -> StartupDeadline:
+        self._timer.start()
+        return self
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def startup_deadline(cfg: DistributeConfig) -> StartupDeadline | None:
+    """A started deadline for strategies that wait on other machines, else None."""
+    name = resolve_strategy_name(cfg, gpus=0)  # the GPU count only matters for local ones
+    if name not in ("multi_worker", "tpu"):
+        return None
+    what = "the multi-worker cluster" if name == "multi_worker" else "the TPU"
+    # A backstop behind the rendezvous (which names the missing workers itself); it
+    # catches a peer that dies after answering but before the strategy is formed.
+    return StartupDeadline(cfg.timeout_seconds + STARTUP_MARGIN_SECONDS, what).start()
 
 
 def _cluster_workers(tf_config: dict[str, Any] | None) -> int:
@@ -72,10 +145,19 @@ def resolve_strategy_name(cfg: DistributeConfig, gpus: int) -> str:
 
 def make_strategy(cfg: DistributeConfig) -> Placement:
     """Build the strategy named by `distribute.strategy` (after resolving `auto`)."""
+    with quiet_native_logs():  # device discovery logs CUDA probes on GPU-less machines
+        return _make_strategy(cfg)
+
+
+def _make_strategy(cfg: DistributeConfig) -> Placement:
     tf = import_tensorflow()
+    # Physical devices can be listed without initializing TensorFlow's runtime, which a
+    # multi-worker strategy must configure first; logical ones only after.
+    name = resolve_strategy_name(cfg, len(tf.config.list_physical_devices("GPU")))
+    if name in ("multi_worker", "tpu"):
+        return _make_cluster_strategy(cfg, name, tf)
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    name = resolve_strategy_name(cfg, len(gpus))
     if cfg.devices and name not in ("one_device", "mirrored"):
         raise UserError(
             f"distribute.devices: only one_device and mirrored take devices; strategy is {name!r}"
@@ -98,6 +180,14 @@ def make_strategy(cfg: DistributeConfig) -> Placement:
             )
         strategy = tf.distribute.MirroredStrategy(devices)
         return Placement(strategy, name, strategy.num_replicas_in_sync, list(devices))
+    raise UserError(f"distribute.strategy: unknown strategy {name!r}")
+
+
+def _make_cluster_strategy(cfg: DistributeConfig, name: str, tf: Any) -> Placement:
+    if cfg.devices:
+        raise UserError(
+            f"distribute.devices: only one_device and mirrored take devices; strategy is {name!r}"
+        )
     if name == "multi_worker":
         tf_config = _tf_config()
         if _cluster_workers(tf_config) < 1:
@@ -105,7 +195,11 @@ def make_strategy(cfg: DistributeConfig) -> Placement:
                 "distribute.strategy: multi_worker needs TF_CONFIG naming the cluster and this "
                 "worker's task (see the README's 'Several machines' section)"
             )
+        _check_tf_config(tf_config)
+        wait_for_cluster(tf_config, cfg.timeout_seconds)
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         task = (tf_config or {}).get("task", {})
         is_chief = task.get("type") == "chief" or (
             task.get("type") == "worker"

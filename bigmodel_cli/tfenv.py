@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from types import ModuleType
 
 _verbose = False
+_real_stderr_fd: int | None = None  # fd 2 as it was, while native logs are silenced
 
 
 def set_verbose(verbose: bool) -> None:
@@ -33,6 +34,11 @@ def _quiet_environment() -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def quiet_native_logs() -> contextlib.AbstractContextManager:
+    """Silence C++ log lines for a block (device discovery logs CUDA probes), unless verbose."""
+    return _native_stderr_silenced() if not _verbose else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Send C/C++ writes to fd 2 to /dev/null; Python's sys.stderr is left alone."""
@@ -42,27 +48,37 @@ def _native_stderr_silenced() -> Iterator[None]:
     except (OSError, ValueError):  # no real fd 2 (embedded, some test runners)
         yield
         return
+    global _real_stderr_fd
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
+        _real_stderr_fd = saved
         yield
     finally:
+        _real_stderr_fd = None
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
 
 
+def write_to_real_stderr(text: str) -> None:
+    """Write to the terminal's stderr even while native logs are silenced."""
+    sys.stderr.flush()
+    os.write(_real_stderr_fd if _real_stderr_fd is not None else 2, text.encode())
+
+
 def import_tensorflow() -> ModuleType:
-    """Import tensorflow and tf_keras (once) and initialize devices, quietly unless verbose."""
+    """Import tensorflow and tf_keras (once), quietly unless verbose.
+
+    Devices are *not* initialized here: a multi-worker strategy must be created before
+    they are. Wrap device discovery in `quiet_native_logs()`.
+    """
     _quiet_environment()
     if "tensorflow" in sys.modules and "tf_keras" in sys.modules:
         return sys.modules["tensorflow"]
-    quiet = _native_stderr_silenced() if not _verbose else contextlib.nullcontext()
-    with quiet:
+    with quiet_native_logs():
         import tensorflow as tf
         import tf_keras  # noqa: F401 - imported here so its import is quiet too
-
-        tf.config.list_logical_devices()  # device discovery logs the CUDA probes
     if not _verbose:
         tf.get_logger().setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)

@@ -146,6 +146,20 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
     if start.finished is not None:
         console.note(f"{start.run.root}: this run already finished; nothing to resume.")
         return start.finished
+    from bigmodel_cli import distribution
+
+    # Strategies that wait for other machines get a bound on start-up; it is cancelled
+    # once the model exists, and on every way out (a data error must not leave it armed).
+    deadline = distribution.startup_deadline(start.cfg.distribute)
+    try:
+        return _train(start, options, deadline)
+    finally:
+        if deadline is not None:
+            deadline.cancel()
+
+
+def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any]:
+    """The recipe itself (see the module docstring)."""
     cfg = start.cfg
 
     # Heavy imports only once the config is known to be valid.
@@ -167,8 +181,8 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
     started = time.perf_counter()
 
     # === Seed, strategy, precision ===
+    placement = distribution.make_strategy(cfg.distribute)  # first: multi-worker needs that
     keras.utils.set_random_seed(cfg.seed)
-    placement = distribution.make_strategy(cfg.distribute)
     precision = distribution.resolve_precision(cfg.train.mixed_precision, placement)
 
     # === Data ===
@@ -210,6 +224,8 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
             steps_per_execution=steps_per_execution,
             jit_compile=cfg.train.jit_compile,
         )
+    if deadline is not None:
+        deadline.cancel()  # every worker has joined: the model's variables exist
 
     # === Run directory: only now that nothing the user wrote can fail ===
     scratch = None
@@ -309,7 +325,8 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
         stopped_early = early_stopping is not None and early_stopping.stopped_epoch > 0
         summary = {
             "name": cfg.name,
-            "run_dir": str(run.root),
+            # Only the chief keeps a run directory; other workers' scratch is removed.
+            "run_dir": str(run.root) if scratch is None else None,
             "status": "completed",
             "stop_reason": "early_stopping" if stopped_early else "epochs_completed",
             "epochs_run": _epochs_logged(run.metrics),

@@ -273,7 +273,7 @@ def test_readme_reference_matches_the_schema():
 
     readme = (REPO / "README.md").read_text()
     section = readme.split("<!-- reference:start -->\n")[1].split("\n<!-- reference:end -->")[0]
-    assert section.strip() == markdown().strip(), "run: python -m bigmodel_cli.reference"
+    assert section.strip() == markdown().strip(), "the README is stale: run make docs"
 
 
 @pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
