@@ -2,9 +2,10 @@
 
 MultiWorkerMirroredStrategy blocks inside C++, holding the GIL and ignoring SIGTERM,
 until all peers answer, so a missing peer would hang a run forever. Before TensorFlow
-starts, each worker listens on its own TF_CONFIG port with a plain socket and connects
-to every peer's port; any listener there (a peer's rendezvous socket, or its TF server
-once it moved on) proves the peer is up. Only then is the strategy created.
+starts, each worker listens on its own TF_CONFIG port with a plain socket, connects to
+every peer's port and sends its own address. A worker moves on only when it has reached
+every peer *and* heard from every peer: then each peer has reached it too, so nobody is
+left knocking on a listener that already closed. Only then is the strategy created.
 """
 
 from __future__ import annotations
@@ -38,25 +39,30 @@ def _listen(port: int) -> socket.socket | None:
     return server
 
 
-def _drain(server: socket.socket) -> None:
-    """Accept and drop pending connections, with no TIME_WAIT left on our port."""
+def _drain(server: socket.socket, heard: set[str]) -> None:
+    """Accept pending connections, note who sent them, leave no TIME_WAIT on our port."""
     while True:
         try:
             conn, _ = server.accept()
         except (BlockingIOError, OSError):
             return
+        with contextlib.suppress(OSError):
+            conn.settimeout(1.0)
+            heard.add(conn.recv(512).decode(errors="replace").strip())
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
 
 
-def _reachable(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+def _announce(me: str, peer: str) -> bool:
+    """Tell `peer` we are up; True if it was listening."""
+    with contextlib.suppress(OSError), socket.create_connection(_address(peer), timeout=1.0) as s:
+        s.sendall(f"{me}\n".encode())
         return True
     return False
 
 
 def wait_for_cluster(tf_config: dict, timeout_seconds: float) -> None:
-    """Return once every other worker's port answers; UserError after the timeout."""
+    """Return once every other worker is up and knows we are; UserError after the timeout."""
     cluster = tf_config["cluster"]
     task = tf_config["task"]
     everyone = [(role, i, a) for role in ("chief", "worker") for i, a in
@@ -64,12 +70,17 @@ def wait_for_cluster(tf_config: dict, timeout_seconds: float) -> None:
     me = next(a for role, i, a in everyone if role == task["type"] and i == task.get("index", 0))
     peers = {a for _, _, a in everyone if a != me}
     server = _listen(_address(me)[1])
+    reached: set[str] = set()
+    heard: set[str] = set()
     deadline = time.monotonic() + timeout_seconds
     try:
         while True:
-            if server is not None:
-                _drain(server)
-            missing = sorted(p for p in peers if not _reachable(*_address(p)))
+            reached |= {p for p in peers - reached if _announce(me, p)}
+            if server is None:
+                heard = set(peers)  # our port is taken (not by us): we cannot listen
+            else:
+                _drain(server, heard)
+            missing = sorted(peers - (reached & heard))
             if not missing:
                 return
             if time.monotonic() > deadline:
@@ -79,8 +90,6 @@ def wait_for_cluster(tf_config: dict, timeout_seconds: float) -> None:
                     "and check that the addresses are reachable"
                 )
             time.sleep(RETRY_SECONDS)
-            peers = set(missing)
     finally:
         if server is not None:
-            _drain(server)
             server.close()
