@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The measured peak FLOP/s is cached per machine; tests (some running two workers on the
+# same cores, which halves what each measures) must not write the user's cache.
+os.environ["BIGMODEL_CACHE_DIR"] = tempfile.mkdtemp(prefix="bigmodel-test-cache-")
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
