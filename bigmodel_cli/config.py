@@ -45,6 +45,7 @@ from bigmodel_cli.config_optim import (
     ScheduleConfig,
 )
 from bigmodel_cli.config_sections import (
+    CheckpointConfig,
     DataConfig,
     DistributeConfig,
     EarlyStoppingConfig,
@@ -57,7 +58,7 @@ from bigmodel_cli.config_sections import (
 # Re-exported: callers import every schema name from here.
 __all__ = [
     "CLASSIFICATION_LOSSES", "LEARNING_RATE_TAGS", "METRICS", "OPTIMIZER_ARGS", "MODEL_CLASSES",
-    "LOSSES", "OPTIMIZERS", "SCHEDULES", "CNNConfig",
+    "LOSSES", "OPTIMIZERS", "SCHEDULES", "CNNConfig", "CheckpointConfig",
     "Config", "ConfigKeyError", "ConvBlock", "DataConfig", "DistributeConfig",
     "EarlyStoppingConfig", "LossConfig", "MLPConfig", "ModelCommon", "ModelConfig",
     "OptimizerConfig", "OutputConfig", "RNNConfig", "RegularizationConfig", "ScheduleConfig",

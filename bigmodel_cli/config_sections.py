@@ -181,6 +181,16 @@ class EarlyStoppingConfig(Section):
     restore_best_weights: bool = Field(True, description="End with the best epoch's weights.")
 
 
+class CheckpointConfig(Section):
+    """How often training state is backed up for `--resume`."""
+
+    every_steps: PositiveInt | None = Field(
+        None,
+        description="Also back up every N training steps (default: only at each epoch end). "
+        "A resumed run continues at the saved step.",
+    )
+
+
 class TrainConfig(Section):
     """The training loop."""
 
@@ -204,6 +214,14 @@ class TrainConfig(Section):
     )
     jit_compile: bool = Field(
         False, description="Compile the training step with XLA (can be faster on GPU/TPU)."
+    )
+    checkpoint: CheckpointConfig = Field(
+        default_factory=CheckpointConfig, description="Backups for --resume."
+    )
+    deterministic: bool = Field(
+        False,
+        description="Deterministic TensorFlow ops (same results on every run and resume, "
+        "somewhat slower).",
     )
 
 

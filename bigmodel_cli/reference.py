@@ -30,6 +30,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("regularization", schema.RegularizationConfig),
     ("train", schema.TrainConfig),
     ("train.early_stopping", schema.EarlyStoppingConfig),
+    ("train.checkpoint", schema.CheckpointConfig),
     ("distribute", schema.DistributeConfig),
     ("output", schema.OutputConfig),
 ]
