@@ -135,8 +135,9 @@ def without_optimizer(model: keras.Model) -> keras.Model:
 
 
 def save_model_atomically(model: keras.Model, path: Path) -> None:
+    """Write `path` whole or not at all, with its SHA-256 beside it."""
     inference = without_optimizer(model)
-    run_dir.atomic_write(path, lambda tmp: inference.save(tmp, overwrite=True))
+    run_dir.atomic_write_with_digest(path, lambda tmp: inference.save(tmp, overwrite=True))
 
 
 def finite_loss(logs: dict | None) -> bool:
@@ -178,21 +179,65 @@ class Checkpoints(keras.callbacks.Callback):
             save_model_atomically(self.model, self.best_path)
 
 
-class SafeBackup(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore, minus two ways it loses the state one would resume from:
-    it would back up NaN weights, and delete the backup when a NaN ends training."""
+class StopRequest:
+    """Set by the SIGINT/SIGTERM handler; read at the next step boundary."""
 
-    def __init__(self, backup_dir: Path, nan_guard: NaNGuard):
-        super().__init__(str(backup_dir), delete_checkpoint=True)
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.honoured = False  # training stopped early because of it
+
+
+# tf_keras resumes mid-epoch only when save_freq is a number; this one means "never by
+# count" (SafeBackup counts steps itself: Keras counts hook calls, which are fewer than
+# steps when several steps run per execution).
+_NO_COUNT = 2**62
+
+
+class SafeBackup(keras.callbacks.BackupAndRestore):
+    """Backs up the whole training state (weights, optimizer, epoch and step) for --resume:
+    at each epoch end, every `every_steps` steps, and at the step where a SIGINT/SIGTERM
+    arrives (then training stops). tf.train.CheckpointManager writes a new checkpoint and
+    switches to it atomically. Unlike Keras's own callback, it never backs up NaN weights
+    and never deletes the backup when a run ends early.
+    """
+
+    def __init__(self, backup_dir: Path, nan_guard: NaNGuard, steps_per_epoch: int,
+                 every_steps: int | None, stop: StopRequest):  # fmt: skip
+        super().__init__(str(backup_dir), save_freq=_NO_COUNT, delete_checkpoint=True)
         self.nan_guard = nan_guard
+        self.steps_per_epoch = steps_per_epoch
+        self.every_steps = every_steps
+        self.stop = stop
+        self._saved_at = 0
+
+    def _healthy(self, logs: dict | None) -> bool:
+        return finite_loss(logs) and self.nan_guard.failed_at is None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_begin(epoch, logs)
+        self._saved_at = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not self._healthy(logs):
+            return
+        step = batch + 1
+        if self.stop.signal is not None:
+            self._backup(epoch=self._current_epoch, batch=batch)
+            self.model.stop_training = True
+            self.stop.honoured = True
+        elif self.every_steps and step - self._saved_at >= self.every_steps:
+            self._backup(epoch=self._current_epoch, batch=batch)
+            self._saved_at = step
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if finite_loss(logs) and self.nan_guard.failed_at is None:
-            super().on_epoch_end(epoch, logs)
+        if self._healthy(logs) and not self.stop.honoured:
+            # Saved as "the last step of the epoch": a resume starts the next epoch.
+            self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.nan_guard.failed_at is None:
-            super().on_train_end(logs)
+        # Delete the backup only when the run finished; keep it to resume from otherwise.
+        self.delete_checkpoint = self.nan_guard.failed_at is None and not self.stop.honoured
+        super().on_train_end(logs)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -215,8 +260,15 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             and self._best_weights_path
             and (self._best_weights_path.is_file())
         ):
-            best = keras.models.load_model(self._best_weights_path, compile=False,
-                                           safe_mode=True)  # fmt: skip
+            from bigmodel_cli.registry import custom_objects
+
+            run_dir.verify_digest(self._best_weights_path)
+            best = keras.models.load_model(
+                self._best_weights_path,
+                compile=False,
+                safe_mode=True,
+                custom_objects=custom_objects(),
+            )
             self.best_weights = best.get_weights()
 
     def state(self) -> dict:

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from bigmodel_cli import console
-from bigmodel_cli.errors import TrainingFailed, UserError
+from bigmodel_cli.errors import Interrupted, TrainingFailed, UserError
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -52,7 +52,10 @@ def _options(
 
 
 def _fail(err: UserError) -> typer.Exit:
-    console.problems(err.problems)
+    # Problems quote user input (keys, names, paths): `[/]` there is text, not rich markup.
+    from rich.markup import escape
+
+    console.problems(escape(line) for line in err.problems)
     return typer.Exit(EXIT_USER_ERROR)
 
 
@@ -96,6 +99,9 @@ def train(
     except TrainingFailed as err:
         console.problems([str(err)], title="training failed")
         raise typer.Exit(EXIT_FAILED) from None
+    except Interrupted as err:
+        console.note(str(err))
+        raise typer.Exit(128 + err.signal_number) from None
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if json_:

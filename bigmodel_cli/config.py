@@ -114,11 +114,17 @@ class Config(Section):
     @field_validator("name")
     @classmethod
     def _name_stays_inside_output_dir(cls, name: str) -> str:
-        bad = [c for c in ("/", "\\", "\x00") if c in name]
+        bad = [c for c in ("/", "\\") if c in name] + [c for c in name if not c.isprintable()]
         if bad or name in (".", "..") or name.startswith(".") or name != name.strip():
             raise ValueError(
                 f"a run name must be a plain folder name (no path separators, no leading "
-                f"dot, no NUL, no surrounding spaces); received {name!r}"
+                f"dot, no control or invisible characters, no surrounding spaces); "
+                f"received {name!r}"
+            )
+        if len(name.encode("utf-8")) > 255:  # NAME_MAX of common file systems
+            raise ValueError(
+                f"a run name must fit in a folder name, 255 bytes of UTF-8; received "
+                f"{len(name.encode('utf-8'))} bytes"
             )
         return name
 

@@ -68,10 +68,15 @@ class ConfigKeyError(ValueError):
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors and values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity pass `gt=0`-style bounds and reach TensorFlow; no key wants them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Activation = Literal[ACTIVATIONS]  # type: ignore[valid-type]
 Initializer = Literal[INITIALIZERS]  # type: ignore[valid-type]
-PositiveInt = Annotated[int, Field(ge=1)]
+# Counts and sizes end up in TensorFlow shapes and step counters; past int32 they only
+# overflow there (with a traceback, after TensorFlow loaded), so the schema refuses them.
+# `lt`, not `le`: a field's own `Field(le=...)` (e.g. batch_size) must not be overridden.
+MAX_INT = 2**31 - 1
+PositiveInt = Annotated[int, Field(ge=1, lt=MAX_INT + 1)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]

@@ -21,6 +21,9 @@ from bigmodel_cli.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_ALIASES = 100  # a real config needs a handful; a "billion laughs" document needs many
+# ... or a few, nested: 9 levels of 9 aliases each expand to 9**9 values, which validating
+# and quoting in error messages would walk. So the expanded document is bounded too.
+MAX_EXPANDED_NODES = 100_000
 MAX_BASE_DEPTH = 10
 
 
@@ -28,7 +31,11 @@ MAX_BASE_DEPTH = 10
 
 
 class _BoundedSafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses documents leaning on many aliases (alias bombs)."""
+    """SafeLoader that refuses alias bombs and duplicate keys.
+
+    YAML forbids duplicate keys but PyYAML keeps the last one, so a second `train:` would
+    silently drop the first; here it is an error naming the line.
+    """
 
     def compose_node(self, parent, index):  # noqa: D102 - PyYAML hook
         if self.check_event(yaml.AliasEvent):
@@ -38,6 +45,42 @@ class _BoundedSafeLoader(yaml.SafeLoader):
                     f"more than {MAX_ALIASES} YAML aliases (*name); refusing to expand"
                 )
         return super().compose_node(parent, index)
+
+    def get_single_node(self):  # noqa: D102 - PyYAML hook
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise yaml.YAMLError(
+                f"more than {MAX_EXPANDED_NODES:,} values once aliases are expanded; "
+                "refusing to expand"
+            )
+        return node
+
+    def compose_mapping_node(self, anchor):  # noqa: D102 - PyYAML hook
+        node = super().compose_mapping_node(anchor)
+        seen = set()
+        for key_node, _ in node.value:  # keys as written; `<<` merges may be overridden
+            if isinstance(key_node, yaml.ScalarNode) and not key_node.tag.endswith(":merge"):
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.composer.ComposerError(
+                        "while composing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key_node.value!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values in `node` once aliases are expanded, without expanding them: memoized per
+    node, so a bomb costs as much to measure as its text."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 0  # a recursive alias counts as nothing more
+        children = node.value if isinstance(node, yaml.CollectionNode) else []
+        pairs = (c for child in children for c in (child if isinstance(child, tuple) else [child]))
+        sizes[id(node)] = 1 + sum(_expanded_size(c, sizes) for c in pairs)
+    return sizes[id(node)]
 
 
 def parse_yaml(text: str, origin: str) -> Any:
@@ -61,11 +104,12 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError([f"{path}: not a file"])
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # bounded: `base:` may name any file, /proc included
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
         raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from None
     if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError([f"{path}: {len(raw)} bytes; a config is at most {MAX_CONFIG_BYTES}"])
+        raise ConfigError([f"{path}: more than {MAX_CONFIG_BYTES} bytes; too big for a config"])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -102,13 +146,18 @@ def _resolve_base(path: Path, document: dict[str, Any], seen: list[Path]) -> dic
         return document
     if not isinstance(base, str) or not base:
         raise ConfigError([f"{path}: base: expected the path of a config file"])
-    base_path = (path.parent / base).resolve()
+    try:
+        base_path = (path.parent / base).resolve()
+        is_file = base_path.is_file()
+    except (OSError, ValueError) as err:  # a NUL byte, a name too long for the file system
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ConfigError([f"{path}: base: not a usable path ({reason}): {_short(base)}"]) from None
     if base_path in seen:
         chain = " -> ".join(str(p) for p in [*seen, base_path])
         raise ConfigError([f"{path}: base: circular inheritance: {chain}"])
     if len(seen) >= MAX_BASE_DEPTH:
         raise ConfigError([f"{path}: base: more than {MAX_BASE_DEPTH} levels of inheritance"])
-    if not base_path.is_file():
+    if not is_file:
         raise ConfigError([f"{path}: base: no such file {base_path}"])
     parent = _resolve_base(base_path, read_yaml_mapping(base_path), [*seen, base_path])
     merged = deep_merge(parent, {k: v for k, v in document.items() if k != "base"})

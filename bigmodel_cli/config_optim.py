@@ -12,6 +12,7 @@ from pydantic import (
 )
 
 from bigmodel_cli.config_base import (
+    MAX_INT,
     OPTIMIZERS,
     SCHEDULES,
     ConfigKeyError,
@@ -36,10 +37,12 @@ class ScheduleConfig(Section):
     )
     decay_rate: float | None = Field(None, gt=0, le=1, description="exponential: factor.")
     staircase: bool = Field(False, description="exponential: decay in discrete steps.")
-    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps before the decay.")
+    warmup_steps: int = Field(
+        0, ge=0, le=MAX_INT, description="Linear warm-up steps before the decay."
+    )
     alpha: float = Field(0.0, ge=0, le=1, description="cosine: final rate as a fraction.")
     boundaries: list[PositiveInt] | None = Field(None, description="piecewise: step boundaries.")
-    values: list[float] | None = Field(
+    values: list[Annotated[float, Field(ge=0)]] | None = Field(
         None, description="piecewise: one rate per interval (len(boundaries) + 1)."
     )
 

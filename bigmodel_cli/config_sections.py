@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -249,3 +250,10 @@ class OutputConfig(Section):
     """Where run directories are created."""
 
     dir: str = Field("runs", min_length=1, description="Parent of run directories.")
+
+    @field_validator("dir")
+    @classmethod
+    def _dir_is_a_path(cls, value: str) -> str:
+        if "\x00" in value:  # else the run fails at mkdir, after TensorFlow loaded
+            raise ValueError(f"a path cannot contain a NUL character; received {value!r}")
+        return value

@@ -326,11 +326,26 @@ def _spec(raw: RawData, shape: tuple[int, ...], cfg: Config) -> DataSpec:
 # === tf.data ================================================================
 
 
-def make_dataset(arrays: Arrays, cfg: Config, spec: DataSpec, *, training: bool):
+EPOCH_SEED_STRIDE = 1_000_003  # seed of epoch e: seed * stride + e, distinct for every e
+
+
+def make_dataset(
+    arrays: Arrays,
+    cfg: Config,
+    spec: DataSpec,
+    *,
+    training: bool,
+    start: tuple[int, int] | None = None,
+):
     """A batched `tf.data.Dataset` of (inputs, labels) in the form the loss expects.
 
     Sparse class labels are int32; `categorical_crossentropy` gets one-hot float32;
     `binary_crossentropy` gets float32 (n, 1); regression float32 (n, target_size).
+
+    With `start=(epoch, step)` (training), the result is an endless stream of epochs from
+    `epoch` on, epoch e shuffled with a seed made of (seed, e), its first `step` batches
+    skipped: a run resumed at any step sees exactly the batches an uninterrupted run would.
+    Give `fit` a `steps_per_epoch` with it.
     """
     import tensorflow as tf  # here, not at import: loading and validating stay light
 
@@ -344,9 +359,22 @@ def make_dataset(arrays: Arrays, cfg: Config, spec: DataSpec, *, training: bool)
         y = arrays.y.astype(np.int32)
     # No cache(): the slices already live in memory, caching would only copy them.
     ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if training and cfg.data.shuffle:
-        ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.data.batch_size)
+    if training and start is not None:
+        first_epoch, first_step = start
+        examples, shuffle, batch_size = ds, cfg.data.shuffle, cfg.data.batch_size
+
+        def one_epoch(epoch):
+            part = examples
+            if shuffle:
+                seed = tf.constant(cfg.seed, tf.int64) * EPOCH_SEED_STRIDE + epoch
+                part = part.shuffle(len(x), seed=seed, reshuffle_each_iteration=False)
+            return part.batch(batch_size)
+
+        ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(one_epoch).skip(first_step)
+    else:
+        if training and cfg.data.shuffle:
+            ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+        ds = ds.batch(cfg.data.batch_size)
     if one_hot_labels(cfg, spec):
         depth = spec.num_classes
         # After batching: one vectorized op per batch, and no (n, classes) copy in memory.

@@ -23,5 +23,13 @@ class DataError(UserError):
     """The data the config points at cannot be used as asked."""
 
 
+class Interrupted(Exception):
+    """SIGINT/SIGTERM stopped training after saving a backup: exit 128 + signal number."""
+
+    def __init__(self, signal_number: int, message: str):
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
 class TrainingFailed(Exception):
     """Training ran but failed (e.g. the loss became NaN): exit code 1."""

@@ -67,22 +67,27 @@ def classification_report(
     }
 
 
-def load_run_model(run: run_dir.RunDir) -> tuple[Any, Path]:
-    """The run's best model (checkpoints/best.keras: best validation loss, or training
-    loss without a validation split), else its final model.keras, loaded safely."""
-    import_tensorflow()
-    import tf_keras as keras
+def load_run_model(run: run_dir.RunDir, cfg: Config, spec: DataSpec) -> tuple[Any, Path]:
+    """The run's best model (checkpoints/best.keras: best validation loss, or training loss
+    without a validation split), else its final model.keras.
 
-    from bigmodel_cli.registry import custom_objects
+    The model is rebuilt from the run's own config and only the *weights* are read from
+    the file, after its SHA-256 is checked: no model file can bring its own code or
+    architecture.
+    """
+    import_tensorflow()
+    from bigmodel_cli import distribution
+    from bigmodel_cli.models import build_model
 
     for path in (run.best, run.model):
         if path.is_file():
+            run_dir.verify_digest(path)
+            distribution.set_precision("float32")  # weights are stored in float32
+            model = build_model(cfg, spec)
             try:
-                model = keras.models.load_model(
-                    path, compile=False, safe_mode=True, custom_objects=custom_objects()
-                )
-            except (OSError, ValueError) as err:
-                raise UserError(f"{path}: cannot load the model ({err})") from None
+                model.load_weights(path)
+            except (OSError, ValueError, KeyError) as err:
+                raise UserError(f"{path}: its weights do not fit the run's model ({err})") from None
             return model, path
     raise UserError(
         f"{run.root}: no {run_dir.MODEL} or checkpoints/{run_dir.BEST}; did training finish?"
@@ -94,7 +99,7 @@ def load_for_scoring(run: run_dir.RunDir, cfg: Config, spec: DataSpec) -> tuple[
     from bigmodel_cli import defaults, registry
 
     loss_cfg = defaults.effective_loss(cfg, spec)
-    model, path = load_run_model(run)
+    model, path = load_run_model(run, cfg, spec)
     model.compile(
         loss=registry.build_loss(loss_cfg),
         metrics=registry.build_metrics(defaults.effective_metrics(cfg, spec), loss_cfg, spec),

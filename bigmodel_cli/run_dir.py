@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,106 @@ def read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: no such file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not valid JSON ({err})") from None
+
+
+# === Integrity: a SHA-256 beside every model file ============================
+
+DIGEST_SUFFIX = ".sha256"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def digest_path(path: Path) -> Path:
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def atomic_write_with_digest(path: Path, write: Callable[[Path], None]) -> None:
+    """Write `path` atomically and record its SHA-256 beside it (`<name>.sha256`).
+
+    The digest is computed on the finished temporary file; the two renames follow each
+    other, so only a crash between them (microseconds) leaves a mismatch, which
+    `verify_digest` reports rather than trusting the file.
+    """
+    digests: dict[str, str] = {}
+
+    def write_and_hash(tmp: Path) -> None:
+        write(tmp)
+        digests["sha256"] = sha256_of(tmp)
+
+    atomic_write(path, write_and_hash)
+    atomic_write_text(digest_path(path), f"{digests['sha256']}  {path.name}\n")
+
+
+def verify_digest(path: Path) -> None:
+    """Refuse a model file that is truncated, swapped or has no recorded digest."""
+    recorded_path = digest_path(path)
+    if not recorded_path.is_file():
+        raise UserError(f"{path}: no {recorded_path.name} beside it; refusing to load a model "
+                        "file whose integrity cannot be checked")  # fmt: skip
+    recorded = recorded_path.read_text(encoding="utf-8").split()[:1]
+    actual = sha256_of(path)
+    if recorded != [actual]:
+        raise UserError(f"{path}: SHA-256 does not match {recorded_path.name} (the file was "
+                        "truncated or replaced); refusing to load it")  # fmt: skip
+
+
+# === One trainer per run directory ===========================================
+
+LOCK = ".lock"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
+@contextlib.contextmanager
+def locked(run: RunDir, note: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+    """Hold the run directory's lock (owner pid and host inside) for the block.
+
+    A lock left by a process that no longer runs on this host is reported and taken over;
+    a live owner, or an owner on another host (which cannot be checked), is refused.
+    """
+    path = run.root / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _timestamp()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                owner = {}
+            pid, host = owner.get("pid"), owner.get("host")
+            if host == me["host"] and isinstance(pid, int) and not _process_alive(pid):
+                note(f"{run.root}: removing a stale lock left by process {pid}, which is no "
+                     "longer running")  # fmt: skip
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            raise UserError(
+                f"{run.root}: in use by process {pid} on {host} (since "
+                f"{owner.get('since', '?')}); one trainer per run directory. If that process "
+                f"is gone, delete {path}."
+            ) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(me, handle)
+        break
+    else:
+        raise UserError(f"{run.root}: could not take the lock {path}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

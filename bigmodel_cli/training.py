@@ -12,16 +12,19 @@ import contextlib
 import math
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bigmodel_cli import config_load, console, run_dir
 from bigmodel_cli.config import Config
-from bigmodel_cli.errors import ConfigError, TrainingFailed, UserError
+from bigmodel_cli.errors import ConfigError, Interrupted, TrainingFailed, UserError
 from bigmodel_cli.tfenv import import_tensorflow
 
 LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "perplexity")
@@ -127,6 +130,53 @@ def _environment(placement: Any, precision: str, options: TrainOptions) -> dict[
     }
 
 
+@contextlib.contextmanager
+def _stop_on_signals(stop: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM ask training to stop at the next step boundary, after a backup
+    (SafeBackup reads `stop`); a second signal stops at once (KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def request(signum: int, frame: Any) -> None:
+        if stop.signal is not None:
+            raise KeyboardInterrupt
+        stop.signal = signum
+        console.note(
+            f"{signal.Signals(signum).name}: saving a backup at the next step, then stopping "
+            "(Ctrl-C again to stop at once)"
+        )
+
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(number) is not signal.SIG_IGN:  # e.g. under nohup: keep ignoring
+            previous[number] = signal.signal(number, request)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _resume_position(backup: Path, steps_per_epoch: int, batches_per_epoch: int) -> tuple[int, int]:
+    """Where the training data stream restarts: (epoch of the data, batch within it).
+
+    The backup records the epoch and the last step it covers; the run continues right
+    after it, at global batch epoch * steps_per_epoch + step + 1 of the stream of epochs.
+    """
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(backup)) if backup.is_dir() else None
+    if latest is None:
+        return 0, 0
+    reader = tf.train.load_checkpoint(latest)
+    names = {name.split("/")[0]: name for name, _ in tf.train.list_variables(latest)}
+    epoch = int(reader.get_tensor(names["ckpt_saved_epoch"]))
+    step = int(reader.get_tensor(names["ckpt_saved_batch"]))
+    done = max(0, epoch) * steps_per_epoch + max(-1, step) + 1
+    return divmod(done, batches_per_epoch)
+
+
 def _examples_per_epoch(cfg: Config, n_train: int, steps_per_epoch: int) -> int:
     if cfg.train.steps_per_epoch:  # a capped epoch draws full batches from a repeated split
         return steps_per_epoch * cfg.data.batch_size
@@ -183,6 +233,10 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     # === Seed, strategy, precision ===
     placement = distribution.make_strategy(cfg.distribute)  # first: multi-worker needs that
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.train.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     precision = distribution.resolve_precision(cfg.train.mixed_precision, placement)
 
     # === Data ===
@@ -192,10 +246,13 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     metric_names = defaults.effective_metrics(cfg, spec)
     _check_monitor(cfg, metric_names, bundle.validation is not None)
     batch_size = cfg.data.batch_size
-    steps_per_epoch = cfg.train.steps_per_epoch or math.ceil(len(bundle.train) / batch_size)
-    train_ds = data_lib.make_dataset(bundle.train, cfg, spec, training=True)
-    if cfg.train.steps_per_epoch:
-        train_ds = train_ds.repeat()  # a capped epoch must never run out of batches
+    batches_per_epoch = math.ceil(len(bundle.train) / batch_size)
+    steps_per_epoch = cfg.train.steps_per_epoch or batches_per_epoch
+    # An endless stream of seeded epochs, started where a resumed run's backup ends.
+    position = (0, 0)
+    if start.run is not None:
+        position = _resume_position(start.run.backup, steps_per_epoch, batches_per_epoch)
+    train_ds = data_lib.make_dataset(bundle.train, cfg, spec, training=True, start=position)
     val_ds = None
     if bundle.validation is not None:
         val_ds = data_lib.make_dataset(bundle.validation, cfg, spec, training=False)
@@ -240,12 +297,15 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     if start.run is None or scratch is not None:
         cfg = _absolute_paths(cfg, start.base_dir)
         run_dir.atomic_write_text(run.config, config_load.dump_config(cfg))
-    run.checkpoints.mkdir(exist_ok=True)
-    run_dir.atomic_write_json(run.environment, _environment(placement, precision, options))
-    if options.progress and scratch is None:
-        console.note(f"run directory: {run.root}")
-
+    held = contextlib.ExitStack()
+    if scratch is None:  # one trainer per run directory
+        held.enter_context(run_dir.locked(run, console.note))
     try:
+        run.checkpoints.mkdir(exist_ok=True)
+        run_dir.atomic_write_json(run.environment, _environment(placement, precision, options))
+        if options.progress and scratch is None:
+            console.note(f"run directory: {run.root}")
+
         # === Callbacks ===
         monitor = "val_loss" if val_ds is not None else "loss"
         tokens_per_example = (spec.sequence_length or 1) if spec.task == "language_model" else 1
@@ -258,6 +318,7 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
             peak_flops=peak,
         )
         nan_guard = cb.NaNGuard()
+        stop = cb.StopRequest()
         checkpoints = cb.Checkpoints(
             run.best, run.last, monitor, monitor_mode(monitor), start.state.get("best")
         )
@@ -276,7 +337,9 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         callbacks: list[keras.callbacks.Callback] = [
             throughput,  # first: the others read its epoch timings
             nan_guard,
-            cb.SafeBackup(run.backup, nan_guard),
+            cb.SafeBackup(
+                run.backup, nan_guard, steps_per_epoch, cfg.train.checkpoint.every_steps, stop
+            ),
             cb.MetricsCSV(run.metrics, throughput),
             checkpoints,
             keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
@@ -293,19 +356,27 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
             callbacks.append(progress(display, throughput))
 
         # === Fit ===
+        resume_command = f"bigmodel train --resume {shlex.quote(str(run.root))}"
+        # Signals stay handled until summary.json is written: one that comes after fit
+        # lets the (finished) run complete its summary instead of dying without one.
+        held.enter_context(_stop_on_signals(stop))
         try:
             history = model.fit(
                 train_ds,
                 validation_data=val_ds,
                 epochs=cfg.train.epochs,
-                steps_per_epoch=cfg.train.steps_per_epoch,
+                steps_per_epoch=steps_per_epoch,  # the stream is endless
                 callbacks=callbacks,
                 verbose=0,
             )
-        except KeyboardInterrupt:
-            console.note(f"interrupted; resume with: bigmodel train --resume "
-                         f"{shlex.quote(str(run.root))}")  # fmt: skip
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now, with the last backup
+            console.note(f"interrupted; resume from the last backup with: {resume_command}")
             raise
+        if stop.honoured:
+            name = signal.Signals(stop.signal).name
+            raise Interrupted(
+                stop.signal, f"{name}: stopped after saving a backup; resume with: {resume_command}"
+            )
         if nan_guard.failed_at is not None:
             epoch, step = nan_guard.failed_at
             good = run.best if run.best.exists() else None
@@ -339,13 +410,13 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
             "params": int(model.count_params()),
             "trainable_params": int(
                 sum(keras.backend.count_params(w) for w in model.trainable_weights)
-            ),  # fmt: skip
+            ),
             "flops_per_example": int(flops),
             "train_seconds": round(throughput.train_seconds, 3),
             "wall_seconds": round(time.perf_counter() - started, 3),
             "examples_per_second": round(throughput.examples_seen / throughput.train_seconds, 1)
             if throughput.train_seconds
-            else 0.0,  # fmt: skip
+            else 0.0,
             "mfu": round(throughput.mfu(), 5),
             "peak_flops": peak,
             "steps_per_execution": steps_per_execution,
@@ -361,6 +432,7 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         run_dir.atomic_write_json(run.summary, summary)
         return summary
     finally:
+        held.close()
         if scratch is not None:
             with contextlib.suppress(OSError):
                 shutil.rmtree(scratch)
