@@ -166,7 +166,9 @@ def _resume_position(backup: Path, steps_per_epoch: int, batches_per_epoch: int)
     """
     import tensorflow as tf
 
-    latest = tf.train.latest_checkpoint(str(backup)) if backup.is_dir() else None
+    # tf_keras's BackupAndRestore keeps the chief's checkpoints in backup/chief/.
+    written = backup / "chief"
+    latest = tf.train.latest_checkpoint(str(written)) if written.is_dir() else None
     if latest is None:
         return 0, 0
     reader = tf.train.load_checkpoint(latest)
