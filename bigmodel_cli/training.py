@@ -65,6 +65,24 @@ def _check_monitor(cfg: Config, metric_names: list[str], has_validation: bool) -
         )
 
 
+def _check_fit(cfg: Config, spec: Any, n_train: int) -> None:
+    """Data that cannot train this model as configured: caught before the first step."""
+    problems = []
+    if n_train < cfg.data.batch_size:
+        problems.append(
+            f"data.batch_size: {cfg.data.batch_size} is larger than the training split "
+            f"({n_train} examples); lower it, or use more data"
+        )
+    classes = spec.num_classes or 0
+    if spec.task != "regression" and cfg.model.outputs and 1 < cfg.model.outputs < classes:
+        problems.append(
+            f"model.outputs: {cfg.model.outputs} output units, but the labels have {classes} "
+            f"classes (0..{classes - 1}); remove model.outputs or set it to {classes}"
+        )
+    if problems:
+        raise UserError(problems)
+
+
 def _absolute_paths(cfg: Config, base_dir: Path) -> Config:
     """The run's config.yaml must work from anywhere: make data.path absolute."""
     if cfg.data.path and not Path(cfg.data.path).is_absolute():
@@ -247,6 +265,7 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     loss_cfg = defaults.effective_loss(cfg, spec)
     metric_names = defaults.effective_metrics(cfg, spec)
     _check_monitor(cfg, metric_names, bundle.validation is not None)
+    _check_fit(cfg, spec, len(bundle.train))
     batch_size = cfg.data.batch_size
     batches_per_epoch = math.ceil(len(bundle.train) / batch_size)
     steps_per_epoch = cfg.train.steps_per_epoch or batches_per_epoch

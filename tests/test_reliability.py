@@ -259,3 +259,41 @@ def test_a_kill_during_saves_leaves_a_loadable_model(tmp_path):
         leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".model.keras.")]
         for stale in leftovers:  # a killed save leaves at most its temporary file
             stale.unlink()
+
+
+# === Bad data, caught before the first step ==================================
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["data.batch_size=2000"], "data.batch_size"),
+        (["model.outputs=3"], "model.outputs"),
+        (["model.input_shape=[7, 7, 1]"], "model.input_shape"),
+        (["data.limit=4"], "data.test_split"),
+    ],
+    ids=["smaller than a batch", "labels beyond outputs", "shape mismatch", "too few to split"],
+)
+def test_data_that_cannot_train_exits_2_before_the_run(runner, tmp_path, overrides, key):
+    args = ["train", str(CONFIGS / "digits_cnn.yaml"), "--set", f"output.dir={tmp_path}"]
+    for override in overrides:
+        args += ["--set", override]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{key}:" in result.stderr and no_traceback(result.output)
+    assert not any(tmp_path.iterdir())
+
+
+def test_regression_targets_with_a_classification_loss(runner, tmp_path):
+    data = tmp_path / "prices.csv"
+    data.write_text("size,price\n" + "".join(f"{i},{i * 1.5 + 0.25}\n" for i in range(60)))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"data: {{source: csv, path: {data}, target: price}}\n"
+        "model: {type: mlp}\nloss: sparse_categorical_crossentropy\n"
+        f"output: {{dir: {tmp_path / 'runs'}}}\n"
+    )
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "price" in result.stderr and no_traceback(result.output)
+    assert not (tmp_path / "runs").exists()
