@@ -52,10 +52,7 @@ def _options(
 
 
 def _fail(err: UserError) -> typer.Exit:
-    # Problems quote user input (keys, names, paths): `[/]` there is text, not rich markup.
-    from rich.markup import escape
-
-    console.problems(escape(line) for line in err.problems)
+    console.problems(err.problems)
     return typer.Exit(EXIT_USER_ERROR)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -44,7 +45,8 @@ def note(message: str) -> None:
 
 def problems(lines: Iterable[str], title: str = "error") -> None:
     for line in lines:
-        err.print(f"[bold red]{title}:[/] {line}", highlight=False, markup=True)
+        # Problems quote user input (keys, names, paths): `[/]` there is text, not markup.
+        err.print(f"[bold red]{title}:[/] {escape(line)}", highlight=False, markup=True)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
