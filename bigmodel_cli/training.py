@@ -447,6 +447,10 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
             "precision": precision,
             "data": data_lib.describe(bundle),
             "resumed_from": start.resumed_from,
+            # Where the data stream picked up: (epoch, batch) counted from 0.
+            "resumed_at": {"epoch": position[0], "batch": position[1]}
+            if start.resumed_from
+            else None,
         }
         if spec.task == "language_model":
             summary["tokens_per_second"] = summary.pop("examples_per_second")

@@ -117,10 +117,12 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, un
         if step != 0:
             break
     assert step != 0, "never killed mid-epoch"
+    resumed_at = {"epoch": epoch, "batch": step}
     assert len(rows(run)) < EPOCHS
     summary = finish("train", "--resume", str(run))
     assert [int(r["epoch"]) for r in rows(run)] == list(range(1, EPOCHS + 1))
     assert summary["resumed_from"] == str(run) and summary["epochs_run"] == EPOCHS
+    assert summary["resumed_at"] == resumed_at
     # The same batches in the same order, the same optimizer state: the only difference a
     # resume may make is float rounding in the interrupted epoch's running averages.
     assert summary["final"]["val_loss"] == pytest.approx(
