@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/digits_cnn.yaml
 
-.PHONY: install run test test-fast smoke lint docs format clean
+.PHONY: install run test test-fast smoke lint docs format bench clean
 
 install: $(STAMP)
 
@@ -29,15 +29,20 @@ smoke: install
 	$(BIN)/bigmodel smoke configs/
 
 lint: install
-	$(BIN)/ruff check bigmodel_cli tests
-	$(BIN)/ruff format --check bigmodel_cli tests
+	$(BIN)/ruff check bigmodel_cli tests bench
+	$(BIN)/ruff format --check bigmodel_cli tests bench
 
 docs: install
 	$(BIN)/python -m bigmodel_cli.reference README.md
 
 format: install
-	$(BIN)/ruff check --fix bigmodel_cli tests
-	$(BIN)/ruff format bigmodel_cli tests
+	$(BIN)/ruff check --fix bigmodel_cli tests bench
+	$(BIN)/ruff format bigmodel_cli tests bench
+
+# bigmodel against plain and hand-tuned Keras, LM tokens/s and MFU, start-up (~6 minutes);
+# writes bench/results.json and the README's Performance table.
+bench: install
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -39,6 +39,7 @@ from bigmodel_cli.errors import DataError
 from bigmodel_cli.spec import Arrays, DataBundle, DataSpec
 
 FLOAT_KINDS = ("tabular", "image", "sequence", "volume")
+ONE_HOT_IN_MEMORY_MAX = 1 << 24  # labels as float32: 64 MB
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,11 @@ def make_dataset(
         y = arrays.y.astype(np.float32).reshape(len(x), 1)
     else:
         y = arrays.y.astype(np.int32)
+    encode_in_map = one_hot_labels(cfg, spec)
+    if encode_in_map and len(y) * spec.num_classes <= ONE_HOT_IN_MEMORY_MAX:
+        # A tf.data map costs ~0.2 ms a batch on 2 cores, more than a small model's step.
+        y = np.eye(spec.num_classes, dtype=np.float32)[y]
+        encode_in_map = False
     # No cache(): the slices already live in memory, caching would only copy them.
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training and start is not None:
@@ -375,7 +381,7 @@ def make_dataset(
         if training and cfg.data.shuffle:
             ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
         ds = ds.batch(cfg.data.batch_size)
-    if one_hot_labels(cfg, spec):
+    if encode_in_map:
         depth = spec.num_classes
         # After batching: one vectorized op per batch, and no (n, classes) copy in memory.
         ds = ds.map(lambda xb, yb: (xb, tf.one_hot(yb, depth)), num_parallel_calls=tf.data.AUTOTUNE)
