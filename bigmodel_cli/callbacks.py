@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import tf_keras as keras
 
 from bigmodel_cli import run_dir
 from bigmodel_cli.console import EpochProgress
+from bigmodel_cli.errors import UserError
 
 
 def current_learning_rate(model: keras.Model) -> float:
@@ -151,8 +153,9 @@ class Checkpoints(keras.callbacks.Callback):
     An epoch whose loss is NaN/Inf saves nothing: the files stay the last good ones.
     """
 
-    def __init__(self, best: Path, last: Path, monitor: str, mode: str = "min",
-                 state: dict | None = None):  # fmt: skip
+    def __init__(
+        self, best: Path, last: Path, monitor: str, mode: str = "min", state: dict | None = None
+    ):
         super().__init__()
         self.best_path, self.last_path = best, last
         self.monitor = monitor
@@ -201,8 +204,14 @@ class SafeBackup(keras.callbacks.BackupAndRestore):
     and never deletes the backup when a run ends early.
     """
 
-    def __init__(self, backup_dir: Path, nan_guard: NaNGuard, steps_per_epoch: int,
-                 every_steps: int | None, stop: StopRequest):  # fmt: skip
+    def __init__(
+        self,
+        backup_dir: Path,
+        nan_guard: NaNGuard,
+        steps_per_epoch: int,
+        every_steps: int | None,
+        stop: StopRequest,
+    ):
         super().__init__(str(backup_dir), save_freq=_NO_COUNT, delete_checkpoint=True)
         self.nan_guard = nan_guard
         self.steps_per_epoch = steps_per_epoch
@@ -212,6 +221,14 @@ class SafeBackup(keras.callbacks.BackupAndRestore):
 
     def _healthy(self, logs: dict | None) -> bool:
         return finite_loss(logs) and self.nan_guard.failed_at is None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        verify_backup(Path(self.backup_dir))  # before Keras restores from it
+        super().on_train_begin(logs)
+
+    def _backup(self, epoch: int, batch: int = 0) -> None:
+        super()._backup(epoch=epoch, batch=batch)
+        record_backup(Path(self.backup_dir))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         super().on_epoch_begin(epoch, logs)
@@ -238,6 +255,58 @@ class SafeBackup(keras.callbacks.BackupAndRestore):
         # Delete the backup only when the run finished; keep it to resume from otherwise.
         self.delete_checkpoint = self.nan_guard.failed_at is None and not self.stop.honoured
         super().on_train_end(logs)
+
+
+BACKUP_MANIFEST = "manifest.json"
+
+
+def _latest_backup(backup: Path) -> tuple[Path, str] | None:
+    import tensorflow as tf
+
+    folder = backup / "chief"  # where tf_keras's BackupAndRestore writes
+    latest = tf.train.latest_checkpoint(str(folder)) if folder.is_dir() else None
+    return (folder, Path(latest).name) if latest else None
+
+
+def _backup_files(folder: Path, name: str) -> dict[str, str]:
+    return {p.name: run_dir.sha256_of(p) for p in sorted(folder.glob(f"{name}.*"))}
+
+
+def record_backup(backup: Path) -> None:
+    """Write the SHA-256 of each file of the newest backup to backup/chief/manifest.json."""
+    found = _latest_backup(backup)
+    if found:
+        folder, name = found
+        manifest = {"checkpoint": name, "files": _backup_files(folder, name)}
+        run_dir.atomic_write_json(folder / BACKUP_MANIFEST, manifest)
+
+
+def verify_backup(backup: Path) -> None:
+    """Refuse to resume from a backup whose files differ from their recorded digests."""
+    found = _latest_backup(backup)
+    if not found:
+        return
+    folder, name = found
+    path = folder / BACKUP_MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    if manifest.get("checkpoint") != name:
+        # Killed between saving the backup and recording it (a few milliseconds): the
+        # older, recorded backup is already gone, so refusing would strand the run.
+        from bigmodel_cli import console
+
+        console.note(
+            f"{folder}: the newest backup ({name}) has no recorded digest; the run "
+            "was stopped while saving it. Resuming from it unverified."
+        )
+        return
+    if _backup_files(folder, name) != manifest.get("files"):
+        raise UserError(
+            f"{folder}: backup {name} does not match {BACKUP_MANIFEST} (a file was changed, "
+            "truncated or replaced); refusing to resume from it"
+        )
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -279,8 +348,9 @@ class RunState(keras.callbacks.Callback):
     """Writes checkpoints/state.json after each good epoch: what callbacks must remember
     across `--resume` (best value so far, early-stopping patience)."""
 
-    def __init__(self, path: Path, checkpoints: Checkpoints,
-                 early_stopping: ResumableEarlyStopping | None):  # fmt: skip
+    def __init__(
+        self, path: Path, checkpoints: Checkpoints, early_stopping: ResumableEarlyStopping | None
+    ):
         super().__init__()
         self.path = path
         self.checkpoints = checkpoints

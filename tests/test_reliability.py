@@ -157,6 +157,24 @@ def test_sigterm_saves_prints_the_resume_command_and_exits_143(tmp_path):
     assert f"bigmodel train --resume {run}" in err and no_traceback(err)
     assert backups(run) >= 1 and not (run / "summary.json").exists()
     assert not (run / ".lock").exists()
+
+    # A backup whose files were changed is refused (on a copy; the run itself resumes below).
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    data_file = next((damaged / "checkpoints" / "backup" / "chief").glob("ckpt-*.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:-8] + b"\0" * 8)
+    refused = subprocess.run(
+        [*BIGMODEL, "train", "--resume", str(damaged)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "does not match manifest.json" in refused.stderr and no_traceback(refused.stderr)
+
     summary = finish("train", "--resume", str(run))
     assert [int(r["epoch"]) for r in rows(run)] == list(range(1, EPOCHS + 1))
     assert summary["status"] == "completed"
