@@ -66,12 +66,13 @@ class Throughput(keras.callbacks.Callback):
         seconds = self.epoch_seconds.get(epoch, 0.0)
         return self.examples_per_epoch / seconds if seconds else 0.0
 
+    def overall_rate(self) -> float:
+        """Examples (tokens for language models) per second over every epoch so far."""
+        return self.examples_seen / self.train_seconds if self.train_seconds else 0.0
+
     def mfu(self, epoch: int | None = None) -> float:
         """Model FLOPs utilization of one epoch (or of the whole run)."""
-        if epoch is None:
-            rate = self.examples_seen / self.train_seconds if self.train_seconds else 0.0
-        else:
-            rate = self.examples_per_second(epoch)
+        rate = self.overall_rate() if epoch is None else self.examples_per_second(epoch)
         return self.train_flops_per_item * rate / self.peak_flops if self.peak_flops else 0.0
 
 
@@ -260,7 +261,8 @@ class SafeBackup(keras.callbacks.BackupAndRestore):
 BACKUP_MANIFEST = "manifest.json"
 
 
-def _latest_backup(backup: Path) -> tuple[Path, str] | None:
+def latest_backup(backup: Path) -> tuple[Path, str] | None:
+    """The folder holding the newest resume backup and that checkpoint's name, if any."""
     import tensorflow as tf
 
     folder = backup / "chief"  # where tf_keras's BackupAndRestore writes
@@ -274,7 +276,7 @@ def _backup_files(folder: Path, name: str) -> dict[str, str]:
 
 def record_backup(backup: Path) -> None:
     """Write the SHA-256 of each file of the newest backup to backup/chief/manifest.json."""
-    found = _latest_backup(backup)
+    found = latest_backup(backup)
     if found:
         folder, name = found
         manifest = {"checkpoint": name, "files": _backup_files(folder, name)}
@@ -283,7 +285,7 @@ def record_backup(backup: Path) -> None:
 
 def verify_backup(backup: Path) -> None:
     """Refuse to resume from a backup whose files differ from their recorded digests."""
-    found = _latest_backup(backup)
+    found = latest_backup(backup)
     if not found:
         return
     folder, name = found

@@ -184,11 +184,12 @@ def _resume_position(backup: Path, steps_per_epoch: int, batches_per_epoch: int)
     """
     import tensorflow as tf
 
-    # tf_keras's BackupAndRestore keeps the chief's checkpoints in backup/chief/.
-    written = backup / "chief"
-    latest = tf.train.latest_checkpoint(str(written)) if written.is_dir() else None
-    if latest is None:
+    from bigmodel_cli.callbacks import latest_backup
+
+    found = latest_backup(backup)
+    if found is None:
         return 0, 0
+    latest = str(found[0] / found[1])
     reader = tf.train.load_checkpoint(latest)
     names = {name.split("/")[0]: name for name, _ in tf.train.list_variables(latest)}
     epoch = int(reader.get_tensor(names["ckpt_saved_epoch"]))
@@ -435,9 +436,7 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
             "flops_per_example": int(flops),
             "train_seconds": round(throughput.train_seconds, 3),
             "wall_seconds": round(time.perf_counter() - started, 3),
-            "examples_per_second": round(throughput.examples_seen / throughput.train_seconds, 1)
-            if throughput.train_seconds
-            else 0.0,
+            "examples_per_second": round(throughput.overall_rate(), 1),
             "mfu": round(throughput.mfu(), 5),
             "peak_flops": peak,
             "steps_per_execution": steps_per_execution,
