@@ -359,9 +359,6 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         callbacks: list[keras.callbacks.Callback] = [
             throughput,  # first: the others read its epoch timings
             nan_guard,
-            cb.SafeBackup(
-                run.backup, nan_guard, steps_per_epoch, cfg.train.checkpoint.every_steps, stop
-            ),
             cb.MetricsCSV(run.metrics, throughput),
             checkpoints,
             keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
@@ -369,6 +366,14 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         if early_stopping is not None:
             callbacks.append(early_stopping)
         callbacks.append(cb.RunState(run.state, checkpoints, early_stopping))
+        # Last at each epoch end, after every record of the epoch (metrics row, checkpoints,
+        # state): a kill before it replays the epoch, whose row MetricsCSV then rewrites;
+        # a backup taken first would let a kill lose the epoch's row for good.
+        callbacks.append(
+            cb.SafeBackup(
+                run.backup, nan_guard, steps_per_epoch, cfg.train.checkpoint.every_steps, stop
+            )
+        )
         if options.progress and scratch is None:
             unit = "tok" if spec.task == "language_model" else "ex"
             display = console.EpochProgress(
