@@ -385,6 +385,24 @@ class NaNGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Ends training at the first epoch end past `minutes` of this invocation's fit."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.seconds = minutes * 60.0
+        self.began = time.perf_counter()
+        self.reached = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.began = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if time.perf_counter() - self.began >= self.seconds:
+            self.reached = True
+            self.model.stop_training = True
+
+
 class ProgressCallback(keras.callbacks.Callback):
     """Feeds Keras's epoch events to the progress display (a line per epoch)."""
 

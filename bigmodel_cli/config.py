@@ -20,6 +20,7 @@ from pydantic import (
 
 from bigmodel_cli.config_base import (
     CLASSIFICATION_LOSSES,
+    LM_METRICS,
     LOSSES,
     METRICS,
     OPTIMIZERS,
@@ -98,7 +99,8 @@ class Config(Section):
     metrics: list[Literal[METRICS]] | None = Field(  # type: ignore[valid-type]
         None,
         description="Metrics to report; default accuracy (classification), mae+rmse "
-        "(regression), accuracy+perplexity (language models).",
+        "(regression), accuracy+perplexity+bits_per_byte (text_corpus language models), "
+        "accuracy+perplexity (other language models).",
     )
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
     distribute: DistributeConfig = Field(
@@ -131,8 +133,9 @@ class Config(Section):
     @model_validator(mode="after")
     def _sections_agree(self) -> Config:
         metrics = self.metrics or []
-        if "perplexity" in metrics and not _is_language_model(self):
-            raise ConfigKeyError("metrics", "perplexity is only for language models.")
+        lm_only = [m for m in LM_METRICS if m in metrics]
+        if lm_only and not _is_language_model(self):
+            raise ConfigKeyError("metrics", f"{', '.join(lm_only)}: only for language models.")
         if self.loss and not self.loss.is_classification:
             wrong = sorted({"accuracy", "precision", "recall", "f1", "auc"} & set(metrics))
             if wrong:
@@ -144,8 +147,10 @@ class Config(Section):
 
 
 def _is_language_model(cfg: Config) -> bool:
-    return (cfg.model.type == "transformer" and cfg.model.task == "language_model") or (
-        cfg.data.source == "synthetic" and cfg.data.task == "language_model"
+    return (
+        (cfg.model.type == "transformer" and cfg.model.task == "language_model")
+        or (cfg.data.source == "synthetic" and cfg.data.task == "language_model")
+        or cfg.data.source == "text_corpus"
     )
 
 

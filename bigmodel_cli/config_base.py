@@ -12,8 +12,9 @@ from pydantic import (
 
 ModelType = Literal["mlp", "cnn", "rnn", "transformer", "sequential"]
 DataSource = Literal[
-    "digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", "csv", "npz"
-]
+    "digits", "iris", "wine", "breast_cancer", "diabetes", "synthetic", "csv", "npz",
+    "image_dir", "text_dir", "text_corpus", "tfrecord",
+]  # fmt: skip
 BUILTIN_SOURCES = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 
 OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamw", "nadam", "adamax")
@@ -33,7 +34,11 @@ CLASSIFICATION_LOSSES = (
     "categorical_crossentropy",
     "sparse_categorical_crossentropy",
 )
-METRICS = ("accuracy", "precision", "recall", "f1", "auc", "mae", "mse", "rmse", "perplexity")
+METRICS = (
+    "accuracy", "precision", "recall", "f1", "auc", "mae", "mse", "rmse", "perplexity",
+    "bits_per_byte",
+)  # fmt: skip
+LM_METRICS = ("perplexity", "bits_per_byte")
 ACTIVATIONS = (
     "relu", "gelu", "selu", "elu", "tanh", "sigmoid", "swish", "silu", "softplus",
     "softsign", "leaky_relu", "relu6", "mish", "hard_sigmoid", "exponential", "linear",

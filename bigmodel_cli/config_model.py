@@ -118,9 +118,16 @@ class TransformerConfig(ModelCommon):
     dense: list[PositiveInt] = Field(
         default_factory=list, description="classify: hidden Dense layers before the output."
     )
+    patch_size: PositiveInt | None = Field(
+        None,
+        description="Vision Transformer: images (height, width, channels) are cut into "
+        "patch_size x patch_size patches, each embedded as one token.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TransformerConfig:
+        if self.patch_size and self.task == "language_model":
+            raise ConfigKeyError("patch_size", "patches are for images; a language model reads tokens.")
         if self.d_model % self.num_heads:
             raise ConfigKeyError(
                 "num_heads",

@@ -23,6 +23,41 @@ from bigmodel_cli.config_base import (
 # === data ===================================================================
 
 
+class AugmentConfig(Section):
+    """Random image transformations applied to training batches only (never to
+    validation, test, evaluate or predict). Each is off when 0 / `none`."""
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = Field(
+        "none", description="Random mirror images."
+    )
+    rotation: float = Field(
+        0.0, ge=0, le=0.5, description="Largest rotation, as a fraction of a full turn."
+    )
+    zoom: float = Field(0.0, ge=0, lt=1, description="Largest zoom in or out (fraction).")
+    translation: float = Field(
+        0.0, ge=0, lt=1, description="Largest shift, as a fraction of height and width."
+    )
+    contrast: float = Field(0.0, ge=0, lt=1, description="Largest contrast change (fraction).")
+
+    @property
+    def active(self) -> bool:
+        return self.flip != "none" or any(
+            (self.rotation, self.zoom, self.translation, self.contrast)
+        )
+
+
+class FeatureSpec(Section):
+    """One feature of a tfrecord `tf.train.Example`."""
+
+    dtype: Literal["float32", "int64", "string", "image"] = Field(
+        description="float32/int64: numbers; string: bytes; image: encoded PNG/JPEG/GIF/BMP "
+        "bytes, decoded to uint8."
+    )
+    shape: list[PositiveInt] = Field(
+        default_factory=list, description="Shape of the feature ([] for a scalar)."
+    )
+
+
 class DataConfig(Section):
     """Where examples come from, how they are split, batched and normalized."""
 
@@ -71,7 +106,8 @@ class DataConfig(Section):
         None,
         le=1_000_000,
         description="synthetic sequence/language_model: integer tokens in [0, vocab_size). "
-        "For `sequence`, omit it to get float-valued sequences.",
+        "For `sequence`, omit it to get float-valued sequences. text_corpus with "
+        "tokenizer bpe: the subword vocabulary size (default 1024).",
     )
     classes: PositiveInt | None = Field(
         None, ge=2, le=100_000, description="synthetic classification/image/sequence: classes."
@@ -82,10 +118,47 @@ class DataConfig(Section):
     # files
     path: str | None = Field(
         None,
-        description="csv/npz: path of the file (relative to the "
-        "config file's folder, or absolute).",
+        description="csv/npz: path of the file; image_dir/text_dir: the folder with one "
+        "sub-folder per class (relative to the config file's folder, or absolute).",
     )
-    target: str | None = Field(None, description="csv: name of the label column.")
+    paths: list[str] | None = Field(
+        None,
+        description="text_corpus/tfrecord: files or glob patterns (`**` recurses), relative "
+        "to the config file's folder or absolute; `{stdlib}` stands for this Python's "
+        "standard-library folder.",
+    )
+    image_size: list[PositiveInt] | None = Field(
+        None, description="image_dir: [height, width] every image is resized to (default [64, 64])."
+    )
+    color_mode: Literal["grayscale", "rgb", "rgba"] | None = Field(
+        None, description="image_dir: channels to decode to (default rgb)."
+    )
+    augment: AugmentConfig | None = Field(
+        None, description="image data: random transformations of training batches."
+    )
+    tokenizer: Literal["word", "character", "byte", "bpe"] | None = Field(
+        None,
+        description="text_dir: `word` (default) or `character`; text_corpus: `byte` "
+        "(default) or `bpe` (a subword vocabulary of `vocab_size` learned from the "
+        "training portion).",
+    )
+    max_tokens: PositiveInt | None = Field(
+        None,
+        le=1_000_000,
+        description="text_dir: vocabulary size, including padding and out-of-vocabulary "
+        "(default 20000).",
+    )
+    max_bytes: PositiveInt | None = Field(
+        None, description="text_corpus: read at most this many bytes (default: all)."
+    )
+    feature_spec: dict[str, FeatureSpec] | None = Field(
+        None,
+        description="tfrecord: the features of each record, by name; `target` names the "
+        "label and the one other feature is the input.",
+    )
+    target: str | None = Field(
+        None, description="csv: name of the label column; tfrecord: name of the label feature."
+    )
     delimiter: str | None = Field(
         None, min_length=1, max_length=1, description="csv: field separator (default `,`)."
     )
@@ -94,9 +167,14 @@ class DataConfig(Section):
     def _keys_fit_source(self) -> DataConfig:
         by_source = {
             "synthetic": {"task", "examples", "features", "image_shape", "sequence_length",
-                          "vocab_size", "classes", "noise"},
+                          "vocab_size", "classes", "noise", "augment"},
             "csv": {"path", "target", "features", "delimiter"},
-            "npz": {"path"},
+            "npz": {"path", "augment"},
+            "image_dir": {"path", "image_size", "color_mode", "augment"},
+            "text_dir": {"path", "tokenizer", "max_tokens", "sequence_length"},
+            "text_corpus": {"paths", "tokenizer", "sequence_length", "vocab_size",
+                            "max_bytes"},
+            "tfrecord": {"paths", "feature_spec", "target", "augment"},
         }  # fmt: skip
         allowed = by_source.get(self.source, set())
         specific = set().union(*by_source.values())
@@ -110,8 +188,11 @@ class DataConfig(Section):
         ]  # fmt: skip
         if unused:
             raise ConfigKeyError.collect(unused)
-        if self.source in ("csv", "npz") and not self.path:
+        if self.source in ("csv", "npz", "image_dir", "text_dir") and not self.path:
             raise ConfigKeyError("path", f"data.source={self.source!r} needs `path`.")
+        if self.source in ("text_corpus", "tfrecord") and not self.paths:
+            raise ConfigKeyError("paths", f"data.source={self.source!r} needs `paths`.")
+        self._check_source_specifics()
         if self.source == "csv" and not self.target:
             raise ConfigKeyError("target", "data.source='csv' needs `target`, the label column.")
         if self.source == "synthetic" and isinstance(self.features, list):
@@ -127,6 +208,39 @@ class DataConfig(Section):
                 " leaves less than 10% of the data for training.",
             )
         return self
+
+    def _check_source_specifics(self) -> None:
+        tokenizers = {"text_dir": ("word", "character"), "text_corpus": ("byte", "bpe")}
+        if self.tokenizer and self.tokenizer not in tokenizers.get(self.source, ()):
+            allowed = " or ".join(tokenizers[self.source])
+            raise ConfigKeyError("tokenizer", f"data.source={self.source!r} takes {allowed}.")
+        if self.source == "text_corpus" and self.vocab_size and self.tokenizer != "bpe":
+            raise ConfigKeyError(
+                "vocab_size", "only `tokenizer: bpe` learns a vocabulary of a chosen size."
+            )
+        if self.source == "text_corpus" and self.vocab_size and self.vocab_size < 300:
+            raise ConfigKeyError(
+                "vocab_size", "a bpe vocabulary starts from the bytes it sees; use >= 300."
+            )
+        if self.image_size is not None and len(self.image_size) != 2:
+            raise ConfigKeyError("image_size", "expected [height, width].")
+        if self.source == "tfrecord":
+            spec = self.feature_spec or {}
+            if not self.target or self.target not in spec:
+                raise ConfigKeyError(
+                    "target", "tfrecord needs `target`, the name of a feature in feature_spec."
+                )
+            if len(spec) != 2:
+                raise ConfigKeyError(
+                    "feature_spec",
+                    f"expected two features, the input and the target `{self.target}`; "
+                    f"received {len(spec)} ({', '.join(spec) or 'none'}).",
+                )
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_path_is_a_list(cls, value):
+        return [value] if isinstance(value, str) else value
 
 
 # === loss, regularization, metrics =========================================
@@ -198,6 +312,14 @@ class TrainConfig(Section):
     epochs: PositiveInt = Field(10, le=1_000_000, description="Epochs to train.")
     steps_per_epoch: PositiveInt | None = Field(
         None, description="Cap on batches per epoch (default: the whole training split)."
+    )
+    time_limit_minutes: float | None = Field(
+        None,
+        gt=0,
+        le=10_000_000,
+        description="Stop after this much training time, at the end of the epoch that "
+        "crosses it (the run then finishes normally: final model, test score). Use "
+        "`steps_per_epoch` to make epochs short enough for the limit to be precise.",
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop when the monitored metric stops improving."

@@ -27,7 +27,7 @@ apply the training run's statistics to new data (`load_data(..., normalization=.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,20 +79,32 @@ class Normalization:
 
 
 def load_data(
-    cfg: Config, base_dir: Path, *, normalization: Normalization | None = None
+    cfg: Config,
+    base_dir: Path,
+    *,
+    normalization: Normalization | None = None,
+    vocabulary: dict | None = None,
 ) -> DataBundle:
     """Read, split, normalize and lay out `cfg.data` for `cfg.model`.
 
-    `base_dir` resolves relative paths (the config file's folder). `normalization`
-    replaces the training split's statistics (e.g. a trained run's, to evaluate new data).
+    `base_dir` resolves relative paths (the config file's folder). `normalization` and
+    `vocabulary` (JSON form) replace what would be learned from the training split
+    (e.g. a trained run's, to evaluate or predict on other data).
     """
+    if cfg.data.source == "text_corpus":
+        return _load_text_corpus(cfg, Path(base_dir), vocabulary)
     raw = read_source(cfg, Path(base_dir))
     # Collect the model-fit, layout and split problems so the user sees all of them at once.
     problems = _model_fit_problems(raw, cfg)
     strata = raw.y if raw.task == "classification" else None
     test_split = 0.0 if raw.test is not None else cfg.data.test_split
     try:
-        shape = layout_shape(raw.x.shape[1:], raw.kind, cfg)
+        if raw.kind == "text":  # one string per example: ids come after the split
+            from bigmodel_cli.text_folder import sequence_length
+
+            shape = layout_shape((sequence_length(cfg),), "tokens", cfg)
+        else:
+            shape = layout_shape(raw.x.shape[1:], raw.kind, cfg)
     except DataError as err:
         problems += err.problems
     try:
@@ -113,6 +125,14 @@ def load_data(
     }
     if raw.test is not None:
         splits["test"] = _file_test_split(raw.test, cfg)
+    learned_vocabulary = None
+    if raw.kind == "text":
+        from bigmodel_cli.text_folder import vectorize_splits
+
+        # The vocabulary comes from the training split only (or the trained run's).
+        splits, words = vectorize_splits(splits, cfg, vocabulary)
+        raw = replace(raw, kind="tokens", vocab_size=words.size)
+        learned_vocabulary = words.to_json()
 
     stats = None
     if cfg.data.normalize and raw.kind in FLOAT_KINDS:
@@ -144,8 +164,45 @@ def load_data(
         raw.description,
         notes,
         normalization=stats.to_json() if stats else None,
+        vocabulary=learned_vocabulary,
     )
     effective_loss(cfg, spec)  # a loss that contradicts the data fails now, not mid-build
+    return bundle
+
+
+def _load_text_corpus(cfg: Config, base_dir: Path, vocabulary: dict | None) -> DataBundle:
+    """`text_corpus` deals whole documents to the splits itself (see text_corpus.py)."""
+    from bigmodel_cli import text_corpus, text_tokens
+
+    given = text_tokens.vocabulary_from_json(vocabulary) if vocabulary else None
+    parts, words, bytes_per_token, description = text_corpus.read_text_corpus(
+        cfg, base_dir, given
+    )
+    x, y = parts["train"]
+    notes = []
+    if cfg.data.limit and cfg.data.limit < len(x):
+        notes.append(f"data.limit: using {cfg.data.limit} of {len(x)} training sequences")
+        parts["train"] = (x[: cfg.data.limit], y[: cfg.data.limit])
+    raw = RawData(x, y, "language_model", "tokens", description, words.size, None, words.size)
+    problems = _model_fit_problems(raw, cfg)
+    try:
+        shape = layout_shape(x.shape[1:], "tokens", cfg)
+    except DataError as err:
+        problems += err.problems
+    if problems:
+        raise DataError(problems)
+    splits = {name: Arrays(*pair) if len(pair[0]) else None for name, pair in parts.items()}
+    spec = replace(_spec(raw, shape, cfg), bytes_per_token=bytes_per_token)
+    bundle = DataBundle(
+        spec,
+        splits["train"],
+        splits["validation"],
+        splits["test"],
+        description,
+        notes,
+        vocabulary=words.to_json(),
+    )
+    effective_loss(cfg, spec)
     return bundle
 
 
@@ -270,7 +327,7 @@ def layout_shape(native: tuple[int, ...], kind: str, cfg: Config) -> tuple[int, 
 def _model_fit_problems(raw: RawData, cfg: Config) -> list[str]:
     model = cfg.model
     problems = []
-    if raw.kind == "tokens" and model.type in ("mlp", "cnn"):
+    if raw.kind in ("tokens", "text") and model.type in ("mlp", "cnn"):
         problems.append(
             f"model.type: {model.type!r} cannot read integer token sequences (the data's inputs "
             "are token ids); use rnn or transformer, which embed tokens, or sequential with an "

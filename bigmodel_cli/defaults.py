@@ -50,11 +50,17 @@ def effective_metrics(cfg: Config, spec: DataSpec) -> list[str]:
     if cfg.metrics is not None:
         if "perplexity" in cfg.metrics and spec.task != "language_model":
             raise ConfigError("metrics: perplexity is only for language models.")
+        if "bits_per_byte" in cfg.metrics and spec.bytes_per_token is None:
+            raise ConfigError(
+                "metrics: bits_per_byte needs text (data.source: text_corpus); this data's "
+                "tokens do not stand for bytes."
+            )
         return list(cfg.metrics)
     if spec.task == "regression":
         return ["mae", "rmse"]
     if spec.task == "language_model":
-        return ["accuracy", "perplexity"]
+        text = ["bits_per_byte"] if spec.bytes_per_token is not None else []
+        return ["accuracy", "perplexity", *text]
     return ["accuracy"]
 
 

@@ -7,6 +7,8 @@ any `tf.distribute` strategy, not averages of per-batch values.
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -214,6 +216,9 @@ class Perplexity(keras.metrics.Metric):
         self.total = self.add_weight("total", initializer="zeros")
         self.count = self.add_weight("count", initializer="zeros")
 
+    def _scale(self, mean_nats):
+        return tf.exp(mean_nats)
+
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self.sparse_labels:
             losses = keras.losses.sparse_categorical_crossentropy(
@@ -229,7 +234,7 @@ class Perplexity(keras.metrics.Metric):
         self.count.assign_add(tf.reduce_sum(weights))
 
     def result(self):
-        return tf.exp(tf.math.divide_no_nan(self.total, self.count))
+        return self._scale(tf.math.divide_no_nan(self.total, self.count))
 
     def get_config(self):
         return {
@@ -240,4 +245,29 @@ class Perplexity(keras.metrics.Metric):
         }
 
 
-CUSTOM_METRICS = (ClassificationScore, OneVsRestAUC, Perplexity)
+@keras.saving.register_keras_serializable(package="bigmodel")
+class BitsPerByte(Perplexity):
+    """Mean cross-entropy over every token, in bits per byte of text:
+    nats / ln 2 / `bytes_per_token`. Unlike perplexity it does not depend on the
+    tokenizer, so byte-level and subword models compare directly.
+    """
+
+    def __init__(
+        self,
+        bytes_per_token: float = 1.0,
+        from_logits: bool = False,
+        sparse_labels: bool = True,
+        name: str = "bits_per_byte",
+        dtype=None,
+    ):
+        super().__init__(from_logits, sparse_labels, name=name, dtype=dtype)
+        self.bytes_per_token = float(bytes_per_token)
+
+    def _scale(self, mean_nats):
+        return mean_nats / (math.log(2.0) * self.bytes_per_token)
+
+    def get_config(self):
+        return {**super().get_config(), "bytes_per_token": self.bytes_per_token}
+
+
+CUSTOM_METRICS = (ClassificationScore, OneVsRestAUC, Perplexity, BitsPerByte)

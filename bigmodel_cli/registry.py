@@ -33,7 +33,9 @@ OPTIMIZERS = {
     "adamax": keras.optimizers.Adamax,
 }
 CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "auc", "perplexity")
+CLASSIFICATION_METRICS = (
+    "accuracy", "precision", "recall", "f1", "auc", "perplexity", "bits_per_byte",
+)  # fmt: skip
 
 
 # === Learning-rate schedules =================================================
@@ -208,15 +210,30 @@ def _auc(loss: LossConfig, spec: DataSpec) -> keras.metrics.Metric:
     )
 
 
-def _perplexity(loss: LossConfig, spec: DataSpec) -> keras.metrics.Metric:
+def _check_categorical(metric: str, loss: LossConfig) -> None:
     if loss.name not in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
         raise ConfigError(
-            f"metrics: perplexity needs a categorical cross-entropy loss; loss is {loss.name!r}."
+            f"metrics: {metric} needs a categorical cross-entropy loss; loss is {loss.name!r}."
         )
+
+
+def _perplexity(loss: LossConfig, spec: DataSpec) -> keras.metrics.Metric:
+    _check_categorical("perplexity", loss)
     return keras_metrics.Perplexity(
         from_logits=loss.from_logits,
         sparse_labels=loss.name == "sparse_categorical_crossentropy",
         name="perplexity",
+    )
+
+
+def _bits_per_byte(loss: LossConfig, spec: DataSpec) -> keras.metrics.Metric:
+    _check_categorical("bits_per_byte", loss)
+    if spec.bytes_per_token is None:
+        raise ConfigError("metrics: bits_per_byte needs text data (data.source: text_corpus).")
+    return keras_metrics.BitsPerByte(
+        bytes_per_token=spec.bytes_per_token,
+        from_logits=loss.from_logits,
+        sparse_labels=loss.name == "sparse_categorical_crossentropy",
     )
 
 
@@ -230,6 +247,7 @@ METRICS = {
     "mse": lambda loss, spec: keras.metrics.MeanSquaredError(name="mse"),
     "rmse": lambda loss, spec: keras.metrics.RootMeanSquaredError(name="rmse"),
     "perplexity": _perplexity,
+    "bits_per_byte": _bits_per_byte,
 }
 
 

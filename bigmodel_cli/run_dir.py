@@ -38,6 +38,7 @@ STATE = "state.json"
 MODEL = "model.keras"
 SUMMARY = "summary.json"
 EVAL = "eval.json"
+VOCABULARY = "vocabulary.json"
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class RunDir:
     @property
     def eval(self) -> Path:
         return self.root / EVAL
+
+    @property
+    def vocabulary(self) -> Path:
+        return self.root / VOCABULARY
 
 
 def _timestamp() -> str:
@@ -269,3 +274,17 @@ def locked(run: RunDir, note: Callable[[str], None] = lambda _: None) -> Iterato
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def write_vocabulary(run: RunDir, vocabulary: dict) -> None:
+    """The text vocabulary, with a SHA-256 beside it: it decides what every id means."""
+    text = json.dumps(vocabulary, ensure_ascii=False)
+    atomic_write_with_digest(run.vocabulary, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_vocabulary(run: RunDir) -> dict | None:
+    """The run's vocabulary (verified), or None when its data is not text."""
+    if not run.vocabulary.is_file():
+        return None
+    verify_digest(run.vocabulary)
+    return read_json(run.vocabulary)

@@ -29,6 +29,9 @@ class DataSpec:
     vocab_size: int | None = None
     sequence_length: int | None = None
     class_names: tuple[str, ...] | None = None
+    # Text language models: bytes of text per token (1.0 for a byte tokenizer), so that
+    # bits per byte = cross-entropy / ln 2 / bytes_per_token.
+    bytes_per_token: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -58,6 +61,10 @@ class DataBundle:
     # Input statistics from the training split (JSON form of data.Normalization), so that
     # evaluate and predict on other data apply exactly what the model was trained with.
     normalization: dict | None = None
+    # The vocabulary of text data (JSON form of text_tokens.Vocabulary), learned from the
+    # training split; saved in the run directory so evaluate, predict and generate
+    # turn raw text into the same ids.
+    vocabulary: dict | None = None
 
     def split(self, name: str) -> Arrays | None:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]

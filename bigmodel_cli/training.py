@@ -261,7 +261,9 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     precision = distribution.resolve_precision(cfg.train.mixed_precision, placement)
 
     # === Data ===
-    bundle = data_lib.load_data(cfg, start.base_dir)
+    # A resumed run reuses its own vocabulary rather than learning it again.
+    saved_vocabulary = run_dir.read_vocabulary(start.run) if start.run is not None else None
+    bundle = data_lib.load_data(cfg, start.base_dir, vocabulary=saved_vocabulary)
     spec = bundle.spec
     loss_cfg = defaults.effective_loss(cfg, spec)
     metric_names = defaults.effective_metrics(cfg, spec)
@@ -325,6 +327,8 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     try:
         run.checkpoints.mkdir(exist_ok=True)
         run_dir.atomic_write_json(run.environment, _environment(placement, precision, options))
+        if bundle.vocabulary is not None and start.run is None:
+            run_dir.write_vocabulary(run, bundle.vocabulary)
         if options.progress and scratch is None:
             console.note(f"run directory: {run.root}")
 
@@ -365,6 +369,10 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         ]
         if early_stopping is not None:
             callbacks.append(early_stopping)
+        time_limit = None
+        if cfg.train.time_limit_minutes is not None:
+            time_limit = cb.TimeLimit(cfg.train.time_limit_minutes)
+            callbacks.append(time_limit)
         callbacks.append(cb.RunState(run.state, checkpoints, early_stopping))
         # Last at each epoch end, after every record of the epoch (metrics row, checkpoints,
         # state): a kill before it replays the epoch, whose row MetricsCSV then rewrites;
@@ -426,7 +434,11 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
             # Only the chief keeps a run directory; other workers' scratch is removed.
             "run_dir": str(run.root) if scratch is None else None,
             "status": "completed",
-            "stop_reason": "early_stopping" if stopped_early else "epochs_completed",
+            "stop_reason": "early_stopping"
+            if stopped_early
+            else "time_limit"
+            if time_limit is not None and time_limit.reached
+            else "epochs_completed",
             "epochs_run": _epochs_logged(run.metrics),
             "epochs_requested": cfg.train.epochs,
             "best_epoch": checkpoints.best_epoch,
