@@ -442,6 +442,10 @@ def make_dataset(
         depth = spec.num_classes
         # After batching: one vectorized op per batch, and no (n, classes) copy in memory.
         ds = ds.map(lambda xb, yb: (xb, tf.one_hot(yb, depth)), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and cfg.data.augment is not None and cfg.data.augment.active:
+        from bigmodel_cli.augment import augment_batches
+
+        ds = augment_batches(ds, cfg.data.augment, cfg.seed)  # training batches only
     options = tf.data.Options()
     # In-memory data has no files to shard; say so, instead of TF trying FILE and warning.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -69,6 +69,18 @@ def read_source(cfg: Config, base_dir: Path) -> RawData:
     if source == "synthetic":
         s = generate(cfg.data, cfg.seed)
         return RawData(s.x, s.y, s.task, s.kind, s.description, s.num_classes, None, s.vocab_size)
+    if source == "image_dir":
+        from bigmodel_cli.image_folder import read_image_dir
+
+        return read_image_dir(cfg, base_dir)
+    if source == "text_dir":
+        from bigmodel_cli.text_folder import read_text_dir
+
+        return read_text_dir(cfg, base_dir)
+    if source == "tfrecord":
+        from bigmodel_cli.tfrecord import read_tfrecords
+
+        return read_tfrecords(cfg, base_dir)
     path = Path(cfg.data.path).expanduser()
     path = path if path.is_absolute() else base_dir / path
     if not path.exists():
