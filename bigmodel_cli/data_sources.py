@@ -309,7 +309,15 @@ def _npz(path: Path, cfg: Config) -> RawData:
         raise DataError(problems)
     x = np.concatenate(xs) if len(xs) > 1 else xs[0]
     y = np.concatenate(ys) if len(ys) > 1 else ys[0]
-    n_train = len(xs[0])
+    return from_arrays(x, y, len(xs[0]), cfg, f"npz {path}", path, notes)
+
+
+def from_arrays(
+    x: np.ndarray, y: np.ndarray, n_train: int, cfg: Config, what: str, path, notes: list[str]
+) -> RawData:
+    """RawData from numeric inputs and labels (npz and tfrecord): the kind from x's rank,
+    token ids from integer x, labels as classes or regression targets (module docstring).
+    Examples past `n_train` are the file's own test split."""
     x = x.reshape(len(x), -1) if x.ndim == 1 else x
     kind = {2: "tabular", 3: "sequence", 4: "image", 5: "volume"}.get(x.ndim)
     if kind is None:
@@ -336,8 +344,8 @@ def _npz(path: Path, cfg: Config) -> RawData:
             f"x examples are {x.shape[1:]}: read as sequences (Conv1D); for 2-D convolutions "
             f"set model.input_shape: [{x.shape[1]}, {x.shape[2]}, 1]"
         )
-    test = (x[n_train:], y[n_train:]) if len(xs) > 1 else None
-    description = f"npz {path}: {len(x)} examples of shape {tuple(x.shape[1:])}"
+    test = (x[n_train:], y[n_train:]) if n_train < len(x) else None
+    description = f"{what}: {len(x)} examples of shape {tuple(x.shape[1:])}"
     return RawData(
         x[:n_train], y[:n_train], task, kind, description, num_classes, names, vocab, test, notes
     )

@@ -84,11 +84,22 @@ def _check_fit(cfg: Config, spec: Any, n_train: int) -> None:
 
 
 def _absolute_paths(cfg: Config, base_dir: Path) -> Config:
-    """The run's config.yaml must work from anywhere: make data.path absolute."""
-    if cfg.data.path and not Path(cfg.data.path).is_absolute():
-        data = cfg.data.model_copy(update={"path": str((base_dir / cfg.data.path).resolve())})
-        return cfg.model_copy(update={"data": data})
-    return cfg
+    """The run's config.yaml must work from anywhere: make data.path and data.paths
+    absolute (`{stdlib}` and `~` patterns are already absolute wherever they are read)."""
+
+    def absolute(path: str) -> str:
+        if path.startswith(("{stdlib}", "~")) or Path(path).is_absolute():
+            return path
+        return str(base_dir.resolve() / path)
+
+    update = {}
+    if cfg.data.path:
+        update["path"] = absolute(cfg.data.path)
+    if cfg.data.paths:
+        update["paths"] = [absolute(p) for p in cfg.data.paths]
+    if not update:
+        return cfg
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=update)})
 
 
 @dataclass

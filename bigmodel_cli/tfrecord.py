@@ -1,0 +1,106 @@
+"""`data.source: tfrecord`: `tf.train.Example` records described by `data.feature_spec`.
+
+The spec names two features: `target`, the label, and the input. Each is `float32` or
+`int64` of a fixed `shape` ([] for a scalar), `string` (a scalar of bytes; only as the
+target, read as class names) or `image` (encoded PNG/JPEG/GIF/BMP bytes, decoded to
+uint8 and resized to `shape` [height, width, channels]).
+
+Records are parsed in a `tf.data` pipeline and held in memory as NumPy arrays, then
+treated like an npz file's `x` and `y` (data_sources.from_arrays): the input's rank picks
+tabular, sequence or image; integer inputs are token ids for rnn and transformer models;
+labels become classes or regression targets as the loss (or their values) say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bigmodel_cli.config import Config
+from bigmodel_cli.data_sources import RawData, from_arrays
+from bigmodel_cli.errors import DataError
+from bigmodel_cli.file_globs import expand_paths
+
+MAX_RECORDS = 50_000_000
+
+
+def _parse_spec(tf, spec):
+    if spec.dtype in ("string", "image"):
+        return tf.io.FixedLenFeature([], tf.string)
+    dtype = tf.float32 if spec.dtype == "float32" else tf.int64
+    return tf.io.FixedLenFeature(list(spec.shape), dtype)
+
+
+def _decode_image(tf, encoded, shape):
+    height, width, channels = shape
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    image = tf.image.resize(image, (height, width))
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
+    import tensorflow as tf
+
+    data = cfg.data
+    files = expand_paths(data.paths or [], base_dir)
+    spec = dict(data.feature_spec or {})
+    target = data.target
+    (input_name,) = [name for name in spec if name != target]
+    inputs, label = spec[input_name], spec[target]
+    problems = []
+    if inputs.dtype == "string":
+        problems.append(
+            f"data.feature_spec.{input_name}: string inputs are not supported; use "
+            "text_dir or text_corpus for text"
+        )
+    if inputs.dtype == "image" and len(inputs.shape) != 3:
+        problems.append(
+            f"data.feature_spec.{input_name}: an image needs shape [height, width, channels]"
+        )
+    if inputs.dtype == "image" and len(inputs.shape) == 3 and inputs.shape[2] not in (1, 3, 4):
+        problems.append(f"data.feature_spec.{input_name}: images have 1, 3 or 4 channels")
+    if label.dtype == "image":
+        problems.append(f"data.feature_spec.{target}: the target cannot be an image")
+    if problems:
+        raise DataError(problems)
+
+    description = {input_name: _parse_spec(tf, inputs), target: _parse_spec(tf, label)}
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, description)
+        x = example[input_name]
+        if inputs.dtype == "image":
+            x = _decode_image(tf, x, inputs.shape)
+        return x, example[target]
+
+    dataset = tf.data.TFRecordDataset([str(f) for f in files])
+    xs, ys = [], []
+    try:
+        for x_batch, y_batch in dataset.map(parse).batch(4096).as_numpy_iterator():
+            xs.append(x_batch)
+            ys.append(y_batch)
+            if sum(len(b) for b in xs) > MAX_RECORDS:
+                raise DataError(f"data.paths: more than {MAX_RECORDS:,} records")
+    except tf.errors.DataLossError as err:
+        raise DataError(
+            f"data.paths: a file is not a TFRecord file or is truncated ({err.message})"
+        ) from None
+    except tf.errors.InvalidArgumentError as err:
+        raise DataError(
+            f"data.feature_spec: the records do not match the spec ({_first_line(err.message)}); "
+            f"check each feature's dtype and shape"
+        ) from None
+    if not xs:
+        raise DataError(f"data.paths: the {len(files)} file(s) hold no records")
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if label.dtype == "string":
+        y = np.asarray([v.decode("utf-8", "replace") for v in y])
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise DataError(f"data.feature_spec.{input_name}: the records hold NaN or infinite values")
+    what = f"tfrecord ({len(files)} file(s)), input {input_name!r}, target {target!r}"
+    return from_arrays(x, y, len(x), cfg, what, f"tfrecord {input_name}", [])
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0][:300] if message.strip() else "no details"
