@@ -151,6 +151,74 @@ def evaluate(
 
 
 @app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="A text language model's run directory.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue (empty: a new document).")] = "",
+    max_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 200,
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature; 0 is greedy (always the best token).")
+    ] = 1.0,
+    top_k: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Sample among the K most likely tokens only."),
+    ] = None,
+    top_p: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(help="Sample among the most likely tokens holding probability P (nucleus)."),
+    ] = None,
+    seed: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Seed of the sampling: the same seed gives the same text."),
+    ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Rerun the whole context for every token (slow)."),
+    ] = False,
+) -> None:
+    """Continue --prompt with a trained text language model; the prompt and the new text
+    stream to stdout as tokens are chosen."""
+    from bigmodel_cli.generation import generate as generate_text
+
+    try:
+        pieces = generate_text(
+            run_dir, prompt, max_tokens, temperature, top_k, top_p, seed, not no_cache
+        )
+        last = prompt
+        sys.stdout.write(prompt)
+        for last in pieces:
+            sys.stdout.write(last)
+            sys.stdout.flush()
+    except UserError as err:
+        raise _fail(err) from None
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not last.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by bigmodel train.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Images, .txt files, .csv (one example per row) or .npz (x)."),
+    ],
+) -> None:
+    """Run the trained model on new examples; one JSON line per example."""
+    import json
+
+    from bigmodel_cli.prediction import predict_run
+
+    try:
+        for result in predict_run(run_dir, inputs):
+            sys.stdout.write(json.dumps(result) + "\n")
+    except UserError as err:
+        raise _fail(err) from None
+
+
+@app.command()
 def validate(
     config: Annotated[Path, typer.Argument(help="The config file.")],
     set_: SetOption = None,
