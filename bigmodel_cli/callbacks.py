@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 from bigmodel_cli import run_dir
@@ -225,6 +226,9 @@ class SafeBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         verify_backup(Path(self.backup_dir))  # before Keras restores from it
+        # Tracked by the model, the layers' random-number states enter every backup
+        # (atomically, with the weights) and come back on restore.
+        self.model._bigmodel_random_states = RandomStates(self.model)
         super().on_train_begin(logs)
 
     def _backup(self, epoch: int, batch: int = 0) -> None:
@@ -274,6 +278,28 @@ def _backup_files(folder: Path, name: str) -> dict[str, str]:
     return {p.name: run_dir.sha256_of(p) for p in sorted(folder.glob(f"{name}.*"))}
 
 
+class RandomStates(tf.Module):
+    """The tf.random.Generator of every layer that draws random numbers (Dropout, RNN
+    cells with dropout, MultiHeadAttention's dropout, ...), as one checkpointable object.
+
+    With `enable_tf_random_generator` (set before training builds its model) each such
+    layer owns a generator whose state advances as it draws. tf_keras leaves that state
+    out of checkpoints on purpose (and out of `model.weights`, so parameter counts and
+    .keras files do not change); attached to the model as an attribute, it is in the
+    backup's checkpoint, so a resumed run draws the masks the uninterrupted run would.
+    """
+
+    def __init__(self, model) -> None:
+        super().__init__(name="random_states")
+        generators = {}
+        for index, layer in enumerate(model._flatten_layers(include_self=False)):
+            wrapper = getattr(layer, "_random_generator", None)
+            generator = getattr(wrapper, "_generator", None)
+            if generator is not None:
+                generators[f"{index}_{layer.name}"] = generator
+        self.generators = generators
+
+
 def record_backup(backup: Path) -> None:
     """Write the SHA-256 of each file of the newest backup to backup/chief/manifest.json."""
     found = latest_backup(backup)
@@ -283,11 +309,12 @@ def record_backup(backup: Path) -> None:
         run_dir.atomic_write_json(folder / BACKUP_MANIFEST, manifest)
 
 
-def verify_backup(backup: Path) -> None:
-    """Refuse to resume from a backup whose files differ from their recorded digests."""
+def verify_backup(backup: Path) -> dict | None:
+    """Refuse to resume from a backup whose files differ from their recorded digests;
+    return the verified manifest (None without a backup or a record of it)."""
     found = latest_backup(backup)
     if not found:
-        return
+        return None
     folder, name = found
     path = folder / BACKUP_MANIFEST
     try:
@@ -303,12 +330,13 @@ def verify_backup(backup: Path) -> None:
             f"{folder}: the newest backup ({name}) has no recorded digest; the run "
             "was stopped while saving it. Resuming from it unverified."
         )
-        return
+        return None
     if _backup_files(folder, name) != manifest.get("files"):
         raise UserError(
             f"{folder}: backup {name} does not match {BACKUP_MANIFEST} (a file was changed, "
             "truncated or replaced); refusing to resume from it"
         )
+    return manifest
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -265,6 +265,9 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     # === Seed, strategy, precision ===
     placement = distribution.make_strategy(cfg.distribute)  # first: multi-worker needs that
     keras.utils.set_random_seed(cfg.seed)
+    # Dropout and other random layers draw from a tf.random.Generator each, whose state
+    # the resume backup records, so a resumed run draws the masks the whole run would.
+    keras.backend.experimental.enable_tf_random_generator()
     if cfg.train.deterministic:
         import tensorflow as tf
 

@@ -30,6 +30,9 @@ COMMON = [
     "train.steps_per_execution=1",
     "--set",
     "data.examples=1200",
+    # Dropout: the resumed run must continue the random masks, not start them afresh.
+    "--set",
+    "model.dropout=0.2",
 ]
 
 
