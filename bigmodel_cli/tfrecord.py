@@ -21,6 +21,7 @@ from bigmodel_cli.config import Config
 from bigmodel_cli.data_sources import RawData, from_arrays
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.file_globs import expand_paths
+from bigmodel_cli.image_folder import decode_image
 
 MAX_RECORDS = 50_000_000
 
@@ -30,13 +31,6 @@ def _parse_spec(tf, spec):
         return tf.io.FixedLenFeature([], tf.string)
     dtype = tf.float32 if spec.dtype == "float32" else tf.int64
     return tf.io.FixedLenFeature(list(spec.shape), dtype)
-
-
-def _decode_image(tf, encoded, shape):
-    height, width, channels = shape
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-    image = tf.image.resize(image, (height, width))
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
 def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
@@ -71,7 +65,7 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
         example = tf.io.parse_single_example(record, description)
         x = example[input_name]
         if inputs.dtype == "image":
-            x = _decode_image(tf, x, inputs.shape)
+            x = decode_image(tf, x, tuple(inputs.shape))  # as image_dir decodes files
         return x, example[target]
 
     dataset = tf.data.TFRecordDataset([str(f) for f in files])

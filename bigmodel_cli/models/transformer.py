@@ -1,10 +1,16 @@
 """`model.type: transformer`: a pre-LayerNorm encoder, as a sequence classifier
 (`task: classify`) or a causal language model (`task: language_model`).
 
-Inputs -> token+position embedding (ids) or Dense projection + position encoding
-(float `(steps, features)`) -> `num_layers` blocks -> final LayerNorm -> head:
+Inputs -> token+position embedding (ids), Dense projection + position encoding (float
+`(steps, features)`), or, with `patch_size` (a Vision Transformer), patch embedding +
+position encoding (images `(height, width, channels)`) -> `num_layers` blocks -> final
+LayerNorm -> head:
 - classify: GlobalAveragePooling1D -> hidden Dense blocks -> output layer.
 - language_model: the output Dense over the vocabulary at every position.
+
+The patch embedding is `Conv2D(d_model, patch_size, strides=patch_size)` (one linear
+map of each non-overlapping patch, as in ViT) reshaped to `(patches, d_model)`, patches
+in row-major order; there is no class token, the head pools over the patches.
 
 A block is `x + Dropout(MHA(LN(x)))` then `x + Dropout(Dense(Dense_ff(LN(x))))`. The
 language model's attention is built with `use_causal_mask=True` in the functional
@@ -12,6 +18,8 @@ graph, so the mask is part of the saved model and survives `load_model`.
 """
 
 from __future__ import annotations
+
+import math
 
 import tf_keras as keras
 
@@ -50,6 +58,29 @@ def _sequence_length(cfg: Config, spec: DataSpec) -> int:
     return shape[0]
 
 
+def _patch_count(cfg: Config, spec: DataSpec) -> int:
+    """Patches per image for a Vision Transformer; the image must tile exactly."""
+    shape = common.input_shape(cfg, spec)
+    size = cfg.model.patch_size
+    if common.is_tokens(spec) or len(shape) != 3:
+        what = "token ids" if common.is_tokens(spec) else "examples"
+        raise ConfigError(
+            f"model.patch_size: patches are cut from images shaped (height, width, channels); "
+            f"the data's {what} are shaped {list(shape)}. Remove patch_size to read them "
+            "as a sequence."
+        )
+    height, width, _ = shape
+    if height % size or width % size:
+        common_side = math.gcd(height, width)
+        fits = [d for d in range(1, common_side + 1) if common_side % d == 0]
+        raise ConfigError(
+            f"model.patch_size: {size} does not divide the {height}x{width} images (height x "
+            f"width) into whole patches. Use one of {', '.join(map(str, fits))}, or resize "
+            "the images (data.image_size for image_dir)."
+        )
+    return (height // size) * (width // size)
+
+
 def _at_least(key: str, configured: int | None, needed: int | None, what: str) -> int | None:
     """The configured size, or the data's; smaller than the data's is an error."""
     if configured is None:
@@ -79,9 +110,12 @@ def _embed(inputs, cfg: Config, spec: DataSpec, max_length: int):
         raise ConfigError(
             "model.vocab_size: the data has float inputs, not token ids; remove vocab_size."
         )
-    x = keras.layers.Dense(model.d_model, name="input_projection", **common.kernel_args(cfg))(
-        inputs
-    )
+    if model.patch_size:
+        x = _patch_embedding(inputs, cfg)
+    else:
+        x = keras.layers.Dense(model.d_model, name="input_projection", **common.kernel_args(cfg))(
+            inputs
+        )
     return PositionEncoding(
         max_length,
         model.d_model,
@@ -89,6 +123,20 @@ def _embed(inputs, cfg: Config, spec: DataSpec, max_length: int):
         embeddings_regularizer=penalty,
         name="position_encoding",
     )(x)
+
+
+def _patch_embedding(inputs, cfg: Config):
+    """(height, width, channels) -> (patches, d_model): one linear map per patch."""
+    model = cfg.model
+    x = keras.layers.Conv2D(
+        model.d_model,
+        model.patch_size,
+        strides=model.patch_size,
+        name="patch_embedding",
+        **common.kernel_args(cfg),
+    )(inputs)
+    patches = x.shape[1] * x.shape[2]
+    return keras.layers.Reshape((patches, model.d_model), name="patches")(x)
 
 
 def encoder_block(x, cfg: Config, index: int, causal: bool):
@@ -124,8 +172,11 @@ def build_transformer(cfg: Config, spec: DataSpec) -> keras.Model:
     if is_lm and not common.is_tokens(spec):
         raise ConfigError("model.task: language_model needs integer token inputs.")
     common.require_batch_norm_target(cfg, bool(model.dense), "its hidden Dense layers")
-    steps = _sequence_length(cfg, spec)
-    max_length = _at_least("max_length", model.max_length, steps, "sequence length")
+    if model.patch_size:
+        steps, what = _patch_count(cfg, spec), "number of patches"
+    else:
+        steps, what = _sequence_length(cfg, spec), "sequence length"
+    max_length = _at_least("max_length", model.max_length, steps, what)
 
     # === Inputs ===
     inputs = common.model_input(cfg, spec)

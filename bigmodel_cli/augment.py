@@ -1,0 +1,94 @@
+"""`data.augment`: random image transformations of training batches.
+
+`make_dataset` maps `augment_batches` over the batched training split only; validation,
+test, `evaluate` and prediction never see it, and the saved model holds no augmentation
+layer. Each (x, y) batch of images (batch, height, width, channels) goes through, in
+this order and only where configured:
+
+- `flip`: `RandomFlip(mode)`;
+- `rotation`: `RandomRotation(rotation)`, up to that fraction of a full turn either way;
+- `zoom`: `RandomZoom(zoom)` in or out, the aspect ratio kept;
+- `translation`: `RandomTranslation(translation, translation)`, up to that fraction of
+  the height and of the width either way;
+- `contrast`: each image's deviations from its per-channel mean scaled by a factor drawn
+  from [1 - contrast, 1 + contrast]. Not Keras's `RandomContrast`: that layer clips its
+  output to [0, 255], which would zero every negative value of the standardized inputs
+  (mean 0, std 1 per channel) it gets here; it also draws one factor per batch, this
+  one factor per image.
+
+Pixels moved in from outside the image repeat the nearest edge pixel (`fill_mode:
+nearest`): no mirrored copies of strokes at the borders, and no constant fill value
+whose meaning would depend on the normalization.
+
+Every random layer is seeded from `seed`, and the map runs one batch at a time, so the
+random draws come in the same order on every run. A resumed run restarts the random
+streams: its augmentations differ from those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from bigmodel_cli.config_sections import AugmentConfig
+from bigmodel_cli.errors import ConfigError
+
+FILL_MODE = "nearest"
+SEED_STRIDE = 7919  # layer k draws from seed + k * SEED_STRIDE: independent streams
+
+
+def augment_batches(ds, cfg: AugmentConfig, seed: int):
+    """`ds` of (images, labels) batches with `cfg`'s random transformations applied."""
+    import tensorflow as tf
+
+    images = ds.element_spec[0]
+    if images.shape.rank != 4:
+        raise ConfigError(
+            f"data.augment: random image transformations need batches of images (batch, "
+            f"height, width, channels); the model reads batches shaped {images.shape}. "
+            "Remove data.augment, or use a model that reads images as they are (cnn, "
+            "sequential, transformer with patch_size)"
+        )
+    geometric = augment_layers(cfg, seed)
+    if geometric.layers:
+        # Create the layers' random generators now, eagerly: tf.data cannot create variables.
+        geometric(tf.zeros((1, 8, 8, images.shape[-1] or 1)), training=True)
+    contrast = None
+    if cfg.contrast:
+        contrast = tf.random.Generator.from_seed(seed + (len(geometric.layers) + 1) * SEED_STRIDE)
+    low, high = 1.0 - cfg.contrast, 1.0 + cfg.contrast
+
+    def augment(x, y):
+        if geometric.layers:
+            x = geometric(x, training=True)
+        if contrast is not None:
+            factor = contrast.uniform((tf.shape(x)[0], 1, 1, 1), low, high, dtype=x.dtype)
+            mean = tf.reduce_mean(x, axis=(1, 2), keepdims=True)
+            x = (x - mean) * factor + mean
+        return x, y
+
+    # Sequential on purpose: parallel calls would draw random numbers in a racy order.
+    return ds.map(augment, num_parallel_calls=None)
+
+
+def augment_layers(cfg: AugmentConfig, seed: int):
+    """The active geometric transformations as a `keras.Sequential` (may be empty)."""
+    import tf_keras as keras
+
+    layers = keras.layers
+    # float32 whatever the global mixed-precision policy: the model's inputs are float32.
+    geometric = {"fill_mode": FILL_MODE, "dtype": "float32"}
+    steps = []
+
+    def next_seed() -> int:
+        return seed + (len(steps) + 1) * SEED_STRIDE
+
+    if cfg.flip != "none":
+        steps.append(layers.RandomFlip(cfg.flip, seed=next_seed(), dtype="float32", name="flip"))
+    if cfg.rotation:
+        rotate = layers.RandomRotation(cfg.rotation, seed=next_seed(), name="rotation", **geometric)
+        steps.append(rotate)
+    if cfg.zoom:
+        steps.append(layers.RandomZoom(cfg.zoom, seed=next_seed(), name="zoom", **geometric))
+    if cfg.translation:
+        shift = cfg.translation
+        translate = layers.RandomTranslation(shift, shift, seed=next_seed(), **geometric)
+        steps.append(translate)
+    return keras.Sequential(steps, name="augment")

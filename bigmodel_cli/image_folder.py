@@ -1,0 +1,239 @@
+"""`data.source: image_dir`: a folder with one sub-folder of images per class.
+
+```
+path/
+  cat/  001.png  002.jpg ...
+  dog/  a.jpeg  sub/b.png ...
+```
+
+Class names are the sorted sub-folder names, labels 0..K-1. A class folder's images are
+every `.png .jpg .jpeg .gif .bmp` file in it or below it (suffix case-insensitive);
+other files, hidden files and hidden folders are ignored. An animated GIF gives its first
+frame.
+
+Each image is decoded to `data.color_mode` (grayscale: 1 channel, rgb: 3, rgba: 4;
+grayscale is converted to color by repeating it, color to grayscale by the usual luma
+weights, and an alpha channel is dropped or added as opaque), resized to
+`data.image_size` (bilinear, antialiased when shrinking) and rounded to uint8, in a
+parallel `tf.data` pipeline.
+
+**Memory.** The decoded images are read once and held in memory as one uint8 array
+(n, height, width, channels): that array is the cache, so later epochs never touch the
+files again, and the data must fit in RAM (n x height x width x channels bytes, plus a
+float32 copy of each split once normalized). A note reports the size.
+
+**Errors** (exit 2): a missing folder, fewer than two class folders, a class folder
+without images, and every file that cannot be read or decoded (all reported together,
+each by its path).
+
+`load_images(paths, cfg)` decodes any list of files the same way (e.g. for prediction).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from bigmodel_cli.config import Config
+from bigmodel_cli.data_sources import MAX_PROBLEMS, RawData
+from bigmodel_cli.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+DEFAULT_IMAGE_SIZE = (64, 64)
+DEFAULT_COLOR_MODE = "rgb"
+DECODE_BATCH = 256  # images per batch pulled out of the pipeline into the NumPy array
+
+
+def image_shape(cfg: Config) -> tuple[int, int, int]:
+    """(height, width, channels) of every decoded image."""
+    height, width = cfg.data.image_size or DEFAULT_IMAGE_SIZE
+    return int(height), int(width), CHANNELS[cfg.data.color_mode or DEFAULT_COLOR_MODE]
+
+
+# === The folder ==============================================================
+
+
+def read_image_dir(cfg: Config, base_dir: Path) -> RawData:
+    """Read `cfg.data.path` (relative to `base_dir`): see the module docstring."""
+    folder = Path(cfg.data.path or "").expanduser()
+    folder = (folder if folder.is_absolute() else Path(base_dir) / folder).resolve()
+    if not folder.exists():
+        raise DataError(f"data.path: {folder}: no such folder")
+    if not folder.is_dir():
+        raise DataError(
+            f"data.path: {folder}: not a folder; image_dir expects a folder with one "
+            "sub-folder of images per class"
+        )
+    try:
+        entries = list(folder.iterdir())
+    except OSError as err:
+        raise DataError(f"data.path: {folder}: cannot list the folder ({err.strerror})") from None
+    class_dirs = sorted(
+        (entry for entry in entries if entry.is_dir() and not _hidden(entry.name)),
+        key=lambda entry: entry.name,
+    )
+    if len(class_dirs) < 2:
+        found = f"only {class_dirs[0].name!r}" if class_dirs else "none"
+        raise DataError(
+            f"data.path: {folder}: found {found} as class sub-folder; classification needs "
+            "two or more, one sub-folder of images per class (e.g. cat/, dog/)"
+        )
+    paths: list[Path] = []
+    labels: list[int] = []
+    problems = []
+    ignored = 0
+    for label, class_dir in enumerate(class_dirs):
+        images, others = _image_files(class_dir)
+        ignored += others
+        if not images:
+            problems.append(
+                f"data.path: class folder {class_dir.name!r} ({class_dir}) has no images; "
+                f"expected files ending in {', '.join(IMAGE_SUFFIXES)}. Add images or "
+                "remove the folder"
+            )
+        paths += images
+        labels += [label] * len(images)
+    if problems:
+        raise DataError(problems)
+
+    x = load_images(paths, cfg)
+    names = tuple(entry.name for entry in class_dirs)
+    height, width, channels = x.shape[1:]
+    color_mode = cfg.data.color_mode or DEFAULT_COLOR_MODE
+    notes = [
+        f"decoded images held in memory: {len(x)} x {height}x{width}x{channels} uint8 = "
+        f"{x.nbytes / 2**20:.1f} MB"
+    ]
+    if ignored:
+        notes.append(
+            f"data.path: ignored {ignored} file(s) in class folders that are not "
+            f"{'/'.join(IMAGE_SUFFIXES)} images"
+        )
+    loose = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if loose:
+        notes.append(
+            f"data.path: ignored {len(loose)} image(s) directly in {folder}; only images in "
+            "class sub-folders are read"
+        )
+    description = (
+        f"image_dir {folder}: {len(x)} images in {len(names)} classes, resized to "
+        f"{height}x{width} {color_mode}"
+    )
+    y = np.asarray(labels, dtype=np.int64)
+    return RawData(x, y, "classification", "image", description, len(names), names, notes=notes)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _image_files(class_dir: Path) -> tuple[list[Path], int]:
+    """The images in (or below) one class folder, sorted, and how many other files."""
+    images, others = [], 0
+    for root, dirs, files in os.walk(class_dir):
+        dirs[:] = [d for d in dirs if not _hidden(d)]  # prune hidden folders in place
+        for name in files:
+            if _hidden(name):
+                continue
+            if name.lower().endswith(IMAGE_SUFFIXES):
+                images.append(Path(root) / name)
+            else:
+                others += 1
+    return sorted(images), others
+
+
+# === Decoding ================================================================
+
+
+def load_images(paths: list[Path], cfg: Config) -> np.ndarray:
+    """Decode and resize `paths` as `cfg.data` says: uint8 (n, height, width, channels).
+
+    Every unreadable or undecodable file is reported in one DataError, by its path.
+    """
+    from bigmodel_cli.tfenv import import_tensorflow, quiet_native_logs
+
+    tf = import_tensorflow()
+    shape = image_shape(cfg)
+    out = np.empty((len(paths), *shape), dtype=np.uint8)
+    if not paths:
+        return out
+
+    def decode(index, path):
+        return index, decode_image(tf, tf.io.read_file(path), shape)
+
+    names = [os.fsencode(p) for p in paths]  # bytes: any file name the OS accepts
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), names))
+        .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()  # a bad file drops out; its index is missing below
+        .batch(DECODE_BATCH)
+    )
+    seen = np.zeros(len(paths), dtype=bool)
+    with quiet_native_logs():  # TF logs each failed decode at C++ level
+        for index, images in dataset.as_numpy_iterator():
+            out[index] = images
+            seen[index] = True
+        bad = np.flatnonzero(~seen)
+        problems = [f"{paths[i]}: {_why_unreadable(tf, paths[i], shape)}" for i in bad]
+    if problems:
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = problems[:MAX_PROBLEMS] + [f"... and {more} more unreadable images"]
+        raise DataError(problems)
+    return out
+
+
+def decode_image(tf, encoded, shape: tuple[int, int, int]):
+    """Encoded PNG/JPEG/GIF/BMP bytes -> uint8 (height, width, channels), in graph mode.
+
+    Decodes with the file's own channels and converts afterwards: `decode_image` itself
+    refuses channels=1 for GIF and BMP files.
+    """
+    height, width, channels = shape
+    image = tf.io.decode_image(encoded, channels=0, expand_animations=False)
+    image = _to_channels(tf, tf.cast(image, tf.float32), channels)  # float: rounded once
+    image = tf.image.resize(image, (height, width), antialias=True)
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    image.set_shape(shape)
+    return image
+
+
+def _to_channels(tf, image, channels: int):
+    """1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels -> `channels`."""
+    native = tf.shape(image)[-1]
+    has_color = native >= 3
+    if channels == 1:
+        return tf.cond(
+            has_color, lambda: tf.image.rgb_to_grayscale(image[..., :3]), lambda: image[..., :1]
+        )
+    rgb = tf.cond(has_color, lambda: image[..., :3], lambda: tf.repeat(image[..., :1], 3, -1))
+    if channels == 3:
+        return rgb
+    has_alpha = tf.equal(native % 2, 0)  # 2 or 4 channels
+    opaque = tf.fill(tf.shape(image[..., :1]), 255.0)
+    alpha = tf.cond(has_alpha, lambda: image[..., -1:], lambda: opaque)
+    return tf.concat([rgb, alpha], axis=-1)
+
+
+def _why_unreadable(tf, path: Path, shape: tuple[int, int, int]) -> str:
+    """Decode one file eagerly to learn why the pipeline dropped it."""
+    try:
+        decode_image(tf, tf.io.read_file(os.fsencode(path)), shape)
+    except tf.errors.NotFoundError:
+        return "no such file"
+    except tf.errors.PermissionDeniedError:
+        return "cannot read the file (permission denied)"
+    except tf.errors.OpError as err:
+        return f"not a readable image ({_op_message(err)})"
+    return "could not be decoded"  # failed in the pipeline only (e.g. memory); say so
+
+
+def _op_message(err) -> str:
+    """The reason in a TF op error, without the function-node and op-name wrapping."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", err.message or "")
+    text = re.sub(r"\s*\[Op:\w+\].*$", "", text.strip().splitlines()[0] if text.strip() else "")
+    return text or type(err).__name__
