@@ -127,7 +127,9 @@ class TransformerConfig(ModelCommon):
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TransformerConfig:
         if self.patch_size and self.task == "language_model":
-            raise ConfigKeyError("patch_size", "patches are for images; a language model reads tokens.")
+            raise ConfigKeyError(
+                "patch_size", "patches are for images; a language model reads tokens."
+            )
         if self.d_model % self.num_heads:
             raise ConfigKeyError(
                 "num_heads",

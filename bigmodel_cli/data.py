@@ -15,7 +15,8 @@ appear everywhere simply lands where the remainders put it.
 `model.input_shape` if given (same number of values), else
 mlp -> flat (F*...,); cnn -> images as is, tabular (F, 1) for Conv1D, sequences as is;
 rnn and transformer -> images (H, W*C) (rows are steps), tabular (F, 1), sequences and
-tokens as is; sequential -> native. Token data needs rnn, transformer or sequential.
+tokens as is, but transformer with `patch_size` (a Vision Transformer) -> images as is;
+sequential -> native. Token data needs rnn, transformer or sequential.
 
 **Normalization** (`data.normalize`, float inputs only): mean and std of the training
 split over every axis but the last of the native shape, i.e. per feature (tabular,
@@ -175,9 +176,7 @@ def _load_text_corpus(cfg: Config, base_dir: Path, vocabulary: dict | None) -> D
     from bigmodel_cli import text_corpus, text_tokens
 
     given = text_tokens.vocabulary_from_json(vocabulary) if vocabulary else None
-    parts, words, bytes_per_token, description = text_corpus.read_text_corpus(
-        cfg, base_dir, given
-    )
+    parts, words, bytes_per_token, description = text_corpus.read_text_corpus(cfg, base_dir, given)
     x, y = parts["train"]
     notes = []
     if cfg.data.limit and cfg.data.limit < len(x):
@@ -319,6 +318,8 @@ def layout_shape(native: tuple[int, ...], kind: str, cfg: Config) -> tuple[int, 
         return native
     if kind == "tabular":
         return (*native, 1)  # features as steps of one channel: Conv1D and RNNs read (F, 1)
+    if kind == "image" and model == "transformer" and cfg.model.patch_size:
+        return native  # a Vision Transformer cuts the image into patches itself
     if kind == "image" and model in ("rnn", "transformer"):
         return (native[0], native[1] * native[2])  # each image row is one step
     return native
@@ -335,7 +336,7 @@ def _model_fit_problems(raw: RawData, cfg: Config) -> list[str]:
         )
     if raw.kind == "volume" and model.type in ("rnn", "transformer"):
         problems.append(f"model.type: {model.type!r} cannot read 3-D volumes {raw.x.shape[1:]}")
-    if model.type == "rnn" and model.embedding_dim and raw.kind != "tokens":
+    if model.type == "rnn" and model.embedding_dim and raw.kind not in ("tokens", "text"):
         problems.append(
             "model.embedding_dim: the data has float inputs, not token ids; remove embedding_dim"
         )
@@ -358,12 +359,39 @@ def _model_fit_problems(raw: RawData, cfg: Config) -> list[str]:
                 f"{raw.vocab_size - 1}; use vocab_size >= {raw.vocab_size} or remove it"
             )
         steps = raw.x.shape[1] if raw.x.ndim >= 2 else 1
-        if model.max_length and model.input_shape is None and model.max_length < steps:
+        rows = model.input_shape is None and not model.patch_size  # ViT: the builder checks
+        if model.max_length and rows and model.max_length < steps:
             problems.append(
                 f"model.max_length: {model.max_length} is shorter than the data's sequences "
                 f"({steps} steps); use max_length >= {steps} or remove it"
             )
+    problems += _augment_problems(raw, cfg)
     return problems
+
+
+def _augment_problems(raw: RawData, cfg: Config) -> list[str]:
+    """`data.augment` transforms images, so the model must read (H, W, C) images."""
+    if cfg.data.augment is None or not cfg.data.augment.active:
+        return []
+    if raw.kind != "image":
+        return [
+            f"data.augment: random image transformations need images (height, width, "
+            f"channels); this data's examples are {raw.kind} of shape {list(raw.x.shape[1:])}. "
+            "Remove data.augment"
+        ]
+    try:
+        shape = layout_shape(raw.x.shape[1:], raw.kind, cfg)
+    except DataError:
+        return []  # reported by load_data's own layout check
+    if len(shape) == 3:
+        return []
+    hint = "set model.patch_size" if cfg.model.type == "transformer" else "use model.type cnn"
+    return [
+        f"data.augment: random image transformations need the model to read images as "
+        f"(height, width, channels), but model.type {cfg.model.type!r} reads each example as "
+        f"{list(shape)}. Remove data.augment, or {hint} (cnn, sequential and transformer "
+        "with patch_size read images as they are)"
+    ]
 
 
 def _spec(raw: RawData, shape: tuple[int, ...], cfg: Config) -> DataSpec:

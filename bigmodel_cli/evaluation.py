@@ -138,7 +138,9 @@ def evaluate_run(
         if trained.get("normalization"):
             normalization = data_lib.Normalization.from_json(trained["normalization"])
 
-    bundle = data_lib.load_data(cfg, base_dir, normalization=normalization)
+    # Text is encoded with the run's own vocabulary, whatever data is scored.
+    vocabulary = run_dir.read_vocabulary(run)
+    bundle = data_lib.load_data(cfg, base_dir, normalization=normalization, vocabulary=vocabulary)
     arrays = bundle.split(split)
     if arrays is None:
         raise UserError(f"--split {split}: the data has no {split} split (data.{split}_split is 0)")
