@@ -177,11 +177,17 @@ def _load_text_corpus(cfg: Config, base_dir: Path, vocabulary: dict | None) -> D
 
     given = text_tokens.vocabulary_from_json(vocabulary) if vocabulary else None
     parts, words, bytes_per_token, description = text_corpus.read_text_corpus(cfg, base_dir, given)
-    x, y = parts["train"]
     notes = []
-    if cfg.data.limit and cfg.data.limit < len(x):
-        notes.append(f"data.limit: using {cfg.data.limit} of {len(x)} training sequences")
-        parts["train"] = (x[: cfg.data.limit], y[: cfg.data.limit])
+    total = sum(len(pair[0]) for pair in parts.values())
+    if cfg.data.limit and cfg.data.limit < total:
+        # As for other sources, the limit counts every split's examples; the held-out
+        # portions keep their share (at least one sequence each).
+        shares = {"test": cfg.data.test_split, "validation": cfg.data.validation_split}
+        keep = {k: max(1, _round(cfg.data.limit * f)) for k, f in shares.items()}
+        keep["train"] = max(1, cfg.data.limit - keep["test"] - keep["validation"])
+        parts = {k: (xs[: keep[k]], ys[: keep[k]]) for k, (xs, ys) in parts.items()}
+        notes.append(f"data.limit: using {cfg.data.limit} of {total} sequences")
+    x, y = parts["train"]
     raw = RawData(x, y, "language_model", "tokens", description, words.size, None, words.size)
     problems = _model_fit_problems(raw, cfg)
     try:

@@ -214,6 +214,20 @@ def test_cnn_learns_stripes_from_a_folder_and_evaluates(runner, tmp_path, write_
     assert report["metrics"]["accuracy"] == pytest.approx(summary["test"]["accuracy"], abs=1e-6)
     assert set(report["per_class"]) == set(PATTERNS)
 
+    # New images, never seen in training, decoded and normalized as training did.
+    rng = np.random.default_rng(99)
+    new = [write_png(tmp_path / "new" / f"{p}.png", stripes(p, rng)) for p in PATTERNS * 3]
+    result = runner.invoke(app, ["predict", str(run), *map(str, new)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["input"] for line in lines] == [str(p) for p in new]
+    correct = sum(line["class"] == Path(line["input"]).stem for line in lines)
+    assert correct >= 7, lines  # of 9; chance is 3
+    assert set(lines[0]["probabilities"]) == set(PATTERNS)
+    (tmp_path / "new" / "broken.png").write_bytes(b"not a png")
+    result = runner.invoke(app, ["predict", str(run), str(tmp_path / "new" / "broken.png")])
+    assert result.exit_code == 2 and "broken.png" in result.output
+
 
 # === Augmentation ============================================================
 

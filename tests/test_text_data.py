@@ -250,6 +250,33 @@ def test_evaluate_reproduces_the_test_score(runner, word_run: Path):
     assert scored["loss"] == pytest.approx(test["loss"], rel=1e-4)
 
 
+def test_predict_encodes_raw_text_with_the_training_vocabulary(runner, word_run, tmp_path):
+    from bigmodel_cli import run_dir
+    from bigmodel_cli.config_load import load_config
+
+    cfg = load_config(word_run / "config.yaml")
+    saved = text_tokens.vocabulary_from_json(run_dir.read_vocabulary(run_dir.RunDir(word_run)))
+    # A held-out file: its marker word was never in the training split, so it is OOV (1).
+    bundle = load_data(cfg, word_run)
+    held_out_marker = next(t for t in (f"mark{i}" for i in range(200)) if t not in saved.tokens)
+    ids = encode_texts([f"{held_out_marker} the and"], saved, cfg)
+    assert 1 in ids[0].tolist()
+    np.testing.assert_array_equal(
+        encode_texts(["the and"], saved, cfg),
+        encode_texts(["the and"], text_tokens.vocabulary_from_json(bundle.vocabulary), cfg),
+    )
+    files = []
+    for name in CLASS_LETTERS:
+        source = sorted((Path(cfg.data.path) / name).glob("*.txt"))[0]
+        files.append(tmp_path / f"{name}.txt")
+        files[-1].write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    result = runner.invoke(app, ["predict", str(word_run), *map(str, files)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 3 and set(lines[0]["probabilities"]) == set(CLASS_LETTERS)
+    assert sum(line["class"] == Path(line["input"]).stem for line in lines) >= 2
+
+
 @pytest.mark.slow
 def test_character_tokenizer_trains(runner, folder: Path, tmp_path: Path, write_config):
     config = write_config(folder_config(folder, tmp_path / "runs", "character", length=64))

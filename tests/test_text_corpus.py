@@ -1,0 +1,162 @@
+"""`data.source: text_corpus`: documents dealt whole to the splits, a byte vocabulary
+from the training portion, packed sequences, bits per byte, and the time limit."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import no_traceback
+from data_helpers import make_cfg, problems
+
+from bigmodel_cli import text_tokens
+from bigmodel_cli.cli import app
+from bigmodel_cli.data import load_data
+from bigmodel_cli.errors import DataError
+from bigmodel_cli.text_corpus import deal_documents, pack
+
+LM = {"type": "transformer", "task": "language_model", "d_model": 32, "num_heads": 2}
+
+
+def write_documents(folder: Path, count: int = 20, seed: int = 0) -> list[Path]:
+    """Documents of a tiny, very regular language (each ends in its own marker byte)."""
+    rng = np.random.default_rng(seed)
+    words = ["the cat", "a dog", "sat on", "the mat", "and ran", "to the", "red hat"]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        sentences = [" ".join(rng.choice(words, 4)) + "." for _ in range(30)]
+        path = folder / f"doc{i:02d}.txt"
+        path.write_text(" ".join(sentences) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def corpus_cfg(paths, **data):
+    data = {"source": "text_corpus", "paths": paths, "sequence_length": 32, **data}
+    return make_cfg(data, "lm")
+
+
+def test_documents_go_whole_to_one_split_and_train_learns_the_vocabulary(tmp_path):
+    write_documents(tmp_path / "docs")
+    # A byte that only a held-out document contains never enters the vocabulary.
+    documents = [p.read_bytes() for p in sorted((tmp_path / "docs").glob("*.txt"))]
+    portions = deal_documents(documents, 0.1, 0.1, seed=42)
+    assert sorted(sum(portions.values(), [])) == sorted(documents)
+    assert all(portions[k] for k in ("train", "validation", "test"))
+    held_out = portions["test"][0]
+    (tmp_path / "docs" / f"doc{documents.index(held_out):02d}.txt").write_bytes(held_out + b"~")
+    bundle = load_data(corpus_cfg(["docs/*.txt"]), tmp_path)
+    vocabulary = text_tokens.vocabulary_from_json(bundle.vocabulary)
+    assert ord("~") not in vocabulary.byte_values  # seen only in a test document
+    assert bundle.test.x.max() <= vocabulary.unknown
+    assert vocabulary.unknown in bundle.test.x or vocabulary.unknown in bundle.test.y
+    assert bundle.spec.task == "language_model" and bundle.spec.input_shape == (32,)
+    assert bundle.spec.vocab_size == vocabulary.size
+    assert 0.95 < bundle.spec.bytes_per_token < 1.0  # one token per byte, plus separators
+
+
+def test_sequences_are_packed_and_labels_are_the_next_token():
+    ids = np.arange(100)
+    x, y = pack(ids, 32)
+    assert x.shape == y.shape == (3, 32)  # 99 // 32: the last, partial sequence is dropped
+    np.testing.assert_array_equal(y, x + 1)
+    np.testing.assert_array_equal(x.ravel(), ids[:96])
+
+
+def test_byte_vocabulary_round_trip_and_strict_encoding():
+    vocabulary = text_tokens.ByteVocabulary.learn(b"hello world\n")
+    ids = vocabulary.encode("hello")
+    assert vocabulary.decode_bytes(ids) == b"hello"
+    with pytest.raises(DataError) as excinfo:
+        vocabulary.encode("héllo", what="--prompt")
+    assert "--prompt" in problems(excinfo) and "0xc3" in problems(excinfo)
+    assert vocabulary.encode_bytes(b"z", strict=False).tolist() == [vocabulary.unknown]
+
+
+def test_stdlib_placeholder_finds_this_pythons_sources():
+    bundle = load_data(
+        corpus_cfg(["{stdlib}/json/*.py"], validation_split=0.2, test_split=0.2), Path("/")
+    )
+    assert len(bundle.train) > 10 and bundle.vocabulary["kind"] == "byte"
+
+
+def test_limit_counts_every_split(tmp_path):
+    write_documents(tmp_path / "docs")
+    bundle = load_data(corpus_cfg(["docs/*.txt"], limit=20), tmp_path)
+    sizes = [len(bundle.train), len(bundle.validation), len(bundle.test)]
+    assert sum(sizes) == 20 and min(sizes) >= 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "data", "key"),
+    [
+        (lambda d: (d / "tiny.txt").write_text("print(1)\n"), {"paths": ["tiny.txt"]}, "fewer"),
+        (lambda d: None, {"paths": ["nothing/*.txt"]}, "data.paths"),
+        (lambda d: (d / "empty.txt").write_text(""), {"paths": ["empty.txt"]}, "empty"),
+    ],
+    ids=["smaller-than-a-sequence", "no-match", "empty-file"],
+)
+def test_unusable_corpora_exit_2_without_a_run(runner, write_config, tmp_path, setup, data, key):
+    setup(tmp_path)
+    config = write_config(
+        {"data": {"source": "text_corpus", "sequence_length": 64, **data}, "model": LM}
+    )
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 2, result.output
+    assert key in result.output and no_traceback(result.output)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bits_per_byte_is_only_for_text_language_models(runner, write_config):
+    config = write_config({"data": {"source": "digits"}, "model": {"type": "mlp"},
+                           "metrics": ["accuracy", "bits_per_byte"]})  # fmt: skip
+    result = runner.invoke(app, ["validate", str(config), "--no-build"])
+    assert result.exit_code == 2 and "bits_per_byte" in result.output
+
+
+def test_a_byte_lm_learns_beyond_byte_frequencies_and_stops_at_its_time_limit(
+    runner, write_config, tmp_path
+):
+    write_documents(tmp_path / "docs", count=30)
+    config = write_config(
+        {
+            "data": {
+                "source": "text_corpus",
+                "paths": ["docs/*.txt"],
+                "sequence_length": 32,
+                "batch_size": 16,
+            },
+            "model": {**LM, "num_layers": 1},
+            "optimizer": {"name": "adam", "learning_rate": 3.0e-3},
+            "train": {"epochs": 50, "steps_per_epoch": 40, "time_limit_minutes": 0.2},
+        }
+    )
+    result = runner.invoke(app, ["train", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["stop_reason"] == "time_limit" and summary["epochs_run"] < 50
+    # A unigram byte model: the entropy of the training text's byte frequencies.
+    text = b"".join(p.read_bytes() for p in (tmp_path / "docs").glob("*.txt"))
+    counts = np.bincount(np.frombuffer(text, np.uint8), minlength=256)
+    p = counts[counts > 0] / counts.sum()
+    unigram_bits = float(-(p * np.log2(p)).sum())
+    test = summary["test"]
+    assert test["bits_per_byte"] < 0.7 * unigram_bits, (test, unigram_bits)
+    # Bits per byte is the loss in bits, per byte of text.
+    spec = summary["data"]["spec"]
+    expected = test["loss"] / math.log(2) / spec["bytes_per_token"]
+    assert test["bits_per_byte"] == pytest.approx(expected, rel=1e-3)
+    assert test["perplexity"] == pytest.approx(math.exp(test["loss"]), rel=1e-3)
+
+    run = Path(summary["run_dir"])
+    scored = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["metrics"]["bits_per_byte"] == pytest.approx(
+        test["bits_per_byte"], rel=1e-5
+    )
+    refused = runner.invoke(app, ["predict", str(run), str(tmp_path / "docs" / "doc00.txt")])
+    assert refused.exit_code == 2 and "bigmodel generate" in refused.output
