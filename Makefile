@@ -40,9 +40,11 @@ format: install
 	$(BIN)/ruff format bigmodel_cli tests bench
 
 # bigmodel against plain and hand-tuned Keras, LM tokens/s and MFU, start-up (~6 minutes);
-# writes bench/results.json and the README's Performance table.
+# writes bench/results.json and the README's Performance table. Then generation with and
+# without the key/value cache (~1 minute; bench/generate_results.json).
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/generate.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -33,6 +33,14 @@ BINARY = DataSpec(task="classification", input_shape=(4,), num_classes=2)
 CORPUS = DataSpec(
     task="language_model", input_shape=(5,), input_dtype="int32", vocab_size=7, num_classes=7
 )
+TEXT = DataSpec(
+    task="language_model",
+    input_shape=(5,),
+    input_dtype="int32",
+    vocab_size=7,
+    num_classes=7,
+    bytes_per_token=2.5,
+)
 SPARSE = LossConfig(name="sparse_categorical_crossentropy")
 
 RNG = np.random.default_rng(0)
@@ -191,12 +199,27 @@ def metric_value(metric, y_true, y_pred, batches: int = 3) -> float:
         (LossConfig(name="categorical_crossentropy", from_logits=True), CLASSES),
         (LossConfig(name="binary_crossentropy"), BINARY),
         (LossConfig(name="sparse_categorical_crossentropy", from_logits=True), CORPUS),
+        (LossConfig(name="sparse_categorical_crossentropy", from_logits=True), TEXT),
     ],
 )
 def test_metrics_build_and_carry_their_config_names(loss, spec):
     names = [m for m in METRICS if m != "perplexity" or spec.task == "language_model"]
+    names = [m for m in names if m != "bits_per_byte" or spec.bytes_per_token]
     built = registry.build_metrics(names, loss, spec)
     assert [metric.name for metric in built] == names
+
+
+def test_bits_per_byte_is_the_cross_entropy_in_bits_per_byte_of_text():
+    loss = LossConfig(name="sparse_categorical_crossentropy", from_logits=True)
+    (metric,) = registry.build_metrics(["bits_per_byte"], loss, TEXT)
+    logits = np.random.default_rng(0).normal(size=(6, 5, 7)).astype(np.float32)
+    labels = np.random.default_rng(1).integers(0, 7, size=(6, 5))
+    nats = skm.log_loss(labels.ravel(), tf.nn.softmax(logits).numpy().reshape(-1, 7),
+                        labels=list(range(7)))  # fmt: skip
+    expected = nats / np.log(2) / TEXT.bytes_per_token
+    assert metric_value(metric, labels, logits) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match="bits_per_byte needs text"):
+        registry.build_metrics(["bits_per_byte"], loss, CORPUS)
 
 
 def test_unknown_metric_is_a_config_error():
