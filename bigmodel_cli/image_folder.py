@@ -149,15 +149,18 @@ def _image_files(class_dir: Path) -> tuple[list[Path], int]:
 # === Decoding ================================================================
 
 
-def load_images(paths: list[Path], cfg: Config) -> np.ndarray:
-    """Decode and resize `paths` as `cfg.data` says: uint8 (n, height, width, channels).
+def load_images(
+    paths: list[Path], cfg: Config, shape: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """Decode and resize `paths` as `cfg.data` says (or to `shape`, e.g. a trained
+    model's images): uint8 (n, height, width, channels).
 
     Every unreadable or undecodable file is reported in one DataError, by its path.
     """
     from bigmodel_cli.tfenv import import_tensorflow, quiet_native_logs
 
     tf = import_tensorflow()
-    shape = image_shape(cfg)
+    shape = tuple(shape) if shape is not None else image_shape(cfg)
     out = np.empty((len(paths), *shape), dtype=np.uint8)
     if not paths:
         return out

@@ -158,14 +158,13 @@ def read_inputs(trained: TrainedRun, paths: list[Path]) -> Iterator[tuple[np.nda
     if texts and source != "text_dir":
         raise DataError(f"{texts[0]}: text files need a run trained on text_dir data")
     if images:
-        if len(_native_shape(trained)) != 3:
-            raise DataError(f"{images[0]}: this run's model was not trained on images")
-        if source == "image_dir":
-            from bigmodel_cli.image_folder import load_images
+        from bigmodel_cli.image_folder import load_images
 
-            x = load_images(images, trained.cfg)
-        else:
-            x = _decode_like(images, _native_shape(trained))
+        shape = _native_shape(trained)
+        if len(shape) != 3 or shape[2] not in (1, 3, 4):
+            raise DataError(f"{images[0]}: this run's model was not trained on images")
+        # Decoded and resized as image_dir and tfrecord decode their images.
+        x = load_images(images, trained.cfg, shape)
         yield _prepare(trained, x, "images"), [str(p) for p in images]
     if texts:
         from bigmodel_cli.text_folder import encode_texts
@@ -185,25 +184,6 @@ def read_inputs(trained: TrainedRun, paths: list[Path]) -> Iterator[tuple[np.nda
         x, names = _read_csv(trained, path) if path.suffix.lower() == ".csv" else _read_npz(path)
         if len(x):
             yield _prepare(trained, x, str(path)), names
-
-
-def _decode_like(paths: list[Path], shape: tuple[int, ...]) -> np.ndarray:
-    """Images for a run trained on image arrays (digits, npz): decoded to its shape."""
-    import tensorflow as tf
-
-    height, width, channels = shape
-    if channels not in (1, 3, 4):
-        raise DataError(f"{paths[0]}: the model's images have {channels} channels")
-    out = []
-    for path in paths:
-        try:
-            image = tf.io.decode_image(
-                path.read_bytes(), channels=channels, expand_animations=False
-            )
-        except (tf.errors.InvalidArgumentError, OSError):
-            raise DataError(f"{path}: not a readable image") from None
-        out.append(tf.image.resize(image, (height, width)).numpy())
-    return np.stack(out)
 
 
 # === Predicting ==============================================================
