@@ -44,3 +44,18 @@ def write_config(tmp_path: Path):
 
 def no_traceback(text: str) -> bool:
     return "Traceback" not in text
+
+
+def train(runner, config: Path, *args: str):
+    """`bigmodel train CONFIG ARGS...` through the CLI runner; never a traceback."""
+    from bigmodel_cli.cli import app
+
+    result = runner.invoke(app, ["train", str(config), *args])
+    assert no_traceback(result.output), result.output
+    return result
+
+
+def run_dir_of(result) -> Path:
+    """The run directory a successful `bigmodel train` printed last."""
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import no_traceback
+from conftest import run_dir_of, train
 from data_helpers import make_cfg, problems
 
 from bigmodel_cli.augment import augment_batches
@@ -85,17 +85,6 @@ def folder_config(path, model: dict | None = None, **data) -> dict:
         "optimizer": {"name": "adam", "learning_rate": 3e-3},
         "train": {"epochs": 6},
     }
-
-
-def train(runner, config: Path, *args: str):
-    result = runner.invoke(app, ["train", str(config), *args])
-    assert no_traceback(result.output), result.output
-    return result
-
-
-def run_dir_of(result) -> Path:
-    assert result.exit_code == 0, result.output
-    return Path(result.stdout.strip().splitlines()[-1])
 
 
 # === Reading a folder ========================================================

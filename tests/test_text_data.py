@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import no_traceback
+from conftest import run_dir_of, train
 from data_helpers import make_cfg, problems
 
 from bigmodel_cli import text_tokens
@@ -186,17 +186,6 @@ def test_mlp_on_text_is_refused_before_reading_tokens(folder: Path):
 
 
 # === text_dir through the CLI ================================================
-
-
-def train(runner, config: Path, *args: str):
-    result = runner.invoke(app, ["train", str(config), *args])
-    assert no_traceback(result.output), result.output
-    return result
-
-
-def run_dir_of(result) -> Path:
-    assert result.exit_code == 0, result.output
-    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def folder_config(path: Path, out: Path, tokenizer: str = "word", length: int = 24) -> dict:
