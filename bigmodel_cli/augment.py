@@ -20,9 +20,13 @@ Pixels moved in from outside the image repeat the nearest edge pixel (`fill_mode
 nearest`): no mirrored copies of strokes at the borders, and no constant fill value
 whose meaning would depend on the normalization.
 
-Every random layer is seeded from `seed`, and the map runs one batch at a time, so the
-random draws come in the same order on every run. A resumed run restarts the random
-streams: its augmentations differ from those of an uninterrupted run.
+**Randomness by position.** Each transformation owns a `tf.random.Generator` (the Keras
+layers' own, and one for contrast). Before each batch, every generator is reset to a
+state made of its seed (`seed + k * SEED_STRIDE`) and the batch's position in the
+training stream (epoch x batches per epoch + step; see `data.make_dataset`), so a batch's
+transformations depend on where it is, not on what ran before: a run resumed at any step
+transforms its batches exactly as the uninterrupted run did. (The map runs one batch at
+a time because the generators are shared variables.)
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ FILL_MODE = "nearest"
 SEED_STRIDE = 7919  # layer k draws from seed + k * SEED_STRIDE: independent streams
 
 
-def augment_batches(ds, cfg: AugmentConfig, seed: int):
-    """`ds` of (images, labels) batches with `cfg`'s random transformations applied."""
+def augment_batches(ds, cfg: AugmentConfig, seed: int, first_batch: int = 0):
+    """`ds` of (images, labels) batches with `cfg`'s random transformations applied;
+    `first_batch` is the position of `ds`'s first batch in the training stream."""
     import tensorflow as tf
 
     images = ds.element_spec[0]
@@ -54,8 +59,16 @@ def augment_batches(ds, cfg: AugmentConfig, seed: int):
     if cfg.contrast:
         contrast = tf.random.Generator.from_seed(seed + (len(geometric.layers) + 1) * SEED_STRIDE)
     low, high = 1.0 - cfg.contrast, 1.0 + cfg.contrast
+    generators = [layer._random_generator._generator for layer in geometric.layers]
+    generators += [contrast] if contrast is not None else []
+    keys = [seed + (k + 1) * SEED_STRIDE for k in range(len(generators))]
 
-    def augment(x, y):
+    def augment(position, batch):
+        x, y = batch
+        for key, generator in zip(keys, generators, strict=True):
+            # Philox state (counter low, counter high, key): each batch position owns
+            # 2**64 counters of its own, so no two batches share a random number.
+            generator.reset(tf.stack([tf.constant(0, tf.int64), position, key]))
         if geometric.layers:
             x = geometric(x, training=True)
         if contrast is not None:
@@ -64,8 +77,8 @@ def augment_batches(ds, cfg: AugmentConfig, seed: int):
             x = (x - mean) * factor + mean
         return x, y
 
-    # Sequential on purpose: parallel calls would draw random numbers in a racy order.
-    return ds.map(augment, num_parallel_calls=None)
+    # Sequential on purpose: the generators' states are shared variables.
+    return ds.enumerate(start=first_batch).map(augment, num_parallel_calls=None)
 
 
 def augment_layers(cfg: AugmentConfig, seed: int):

@@ -479,7 +479,11 @@ def make_dataset(
     if training and cfg.data.augment is not None and cfg.data.augment.active:
         from bigmodel_cli.augment import augment_batches
 
-        ds = augment_batches(ds, cfg.data.augment, cfg.seed)  # training batches only
+        # Training batches only; where each batch sits in the stream seeds its transforms.
+        first_batch = 0
+        if start is not None:
+            first_batch = start[0] * math.ceil(len(x) / cfg.data.batch_size) + start[1]
+        ds = augment_batches(ds, cfg.data.augment, cfg.seed, first_batch)
     options = tf.data.Options()
     # In-memory data has no files to shard; say so, instead of TF trying FILE and warning.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -255,6 +255,26 @@ def test_augmentation_changes_training_batches_only():
     assert not np.allclose(augmented, plain)
 
 
+def test_a_batch_is_augmented_by_its_place_in_the_stream_so_resumes_match():
+    augment = {"flip": "horizontal", "rotation": 0.1, "zoom": 0.2, "translation": 0.1,
+               "contrast": 0.3}  # fmt: skip
+    cfg, bundle = image_bundle(augment)
+    per_epoch = -(-len(bundle.train) // 16)  # batches per epoch
+
+    def stream(start, count):
+        ds = make_dataset(bundle.train, cfg, bundle.spec, training=True, start=start)
+        return batches(ds.take(count))
+
+    whole = stream((0, 0), per_epoch + 3)
+    # Resumed mid-epoch and on the next epoch's boundary: the very same batches.
+    for start, offset in (((0, 2), 2), ((1, 0), per_epoch), ((1, 1), per_epoch + 1)):
+        resumed = stream(start, 2)
+        for a, b in zip(resumed, whole[offset : offset + 2], strict=True):
+            np.testing.assert_array_equal(a, b)
+    # ... and the transformations still differ from batch to batch.
+    assert not np.allclose(whole[0], whole[per_epoch])
+
+
 def test_augment_batches_is_seeded_and_leaves_labels_alone():
     x = np.random.default_rng(0).normal(size=(8, 10, 10, 2)).astype(np.float32)
     y = np.arange(8)
