@@ -213,12 +213,17 @@ class SafeBackup(keras.callbacks.BackupAndRestore):
         steps_per_epoch: int,
         every_steps: int | None,
         stop: StopRequest,
+        records: bool = True,
     ):
         super().__init__(str(backup_dir), save_freq=_NO_COUNT, delete_checkpoint=True)
         self.nan_guard = nan_guard
         self.steps_per_epoch = steps_per_epoch
         self.every_steps = every_steps
         self.stop = stop
+        # Only the chief writes the backup (and its manifest); under multi_worker the
+        # other workers read the chief's backup on --resume and write theirs to
+        # temporary folders that tf_keras removes.
+        self.records = records
         self._saved_at = 0
 
     def _healthy(self, logs: dict | None) -> bool:
@@ -232,8 +237,14 @@ class SafeBackup(keras.callbacks.BackupAndRestore):
         super().on_train_begin(logs)
 
     def _backup(self, epoch: int, batch: int = 0) -> None:
+        # tf_keras records the batch given to on_train_batch_begin, which with
+        # steps_per_execution > 1 is the *first* step of the last execution: set the
+        # step this backup really ends on, so a resume starts right after it.
+        self._training_state._ckpt_saved_epoch.assign(epoch)
+        self._training_state._ckpt_saved_batch.assign(batch)
         super()._backup(epoch=epoch, batch=batch)
-        record_backup(Path(self.backup_dir))
+        if self.records:
+            record_backup(Path(self.backup_dir))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         super().on_epoch_begin(epoch, logs)

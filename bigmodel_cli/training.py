@@ -83,6 +83,29 @@ def _check_fit(cfg: Config, spec: Any, n_train: int) -> None:
         raise UserError(problems)
 
 
+def _peer_errors() -> tuple[type[BaseException], ...]:
+    """The errors collectives raise when another worker is gone."""
+    import tensorflow as tf
+
+    return (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError)
+
+
+def _peer_lost_message(err: BaseException, resume_command: str, is_chief: bool) -> str:
+    """What a surviving worker says when a peer dies mid-training: TensorFlow's
+    coordination service notices the missing heartbeats and aborts the collectives."""
+    text = " ".join(str(getattr(err, "message", err)).split())
+    start = text.find("The following tasks")
+    reason = text[start:] if start >= 0 else text
+    reason = reason.split(" The tasks have crashed")[0][:300]
+    restart = (
+        f"The last backup is kept; restart every worker, this one with: {resume_command} "
+        "(the run directory must be on storage all workers share)"
+        if is_chief
+        else "Restart this worker together with the chief, which prints the resume command"
+    )
+    return f"a worker stopped during training: {reason}. {restart}."
+
+
 def _absolute_paths(cfg: Config, base_dir: Path) -> Config:
     """The run's config.yaml must work from anywhere: make data.path and data.paths
     absolute (`{stdlib}` and `~` patterns are already absolute wherever they are read)."""
@@ -391,9 +414,17 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         # Last at each epoch end, after every record of the epoch (metrics row, checkpoints,
         # state): a kill before it replays the epoch, whose row MetricsCSV then rewrites;
         # a backup taken first would let a kill lose the epoch's row for good.
+        # A resumed multi_worker run: every worker restores from the chief's backup (the
+        # run directory is on shared storage); only the chief writes it.
+        backup = start.run.backup if start.run is not None else run.backup
         callbacks.append(
             cb.SafeBackup(
-                run.backup, nan_guard, steps_per_epoch, cfg.train.checkpoint.every_steps, stop
+                backup,
+                nan_guard,
+                steps_per_epoch,
+                cfg.train.checkpoint.every_steps,
+                stop,
+                records=scratch is None,
             )
         )
         if options.progress and scratch is None:
@@ -421,6 +452,10 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         except KeyboardInterrupt:  # a second Ctrl-C: stop now, with the last backup
             console.note(f"interrupted; resume from the last backup with: {resume_command}")
             raise
+        except Exception as err:
+            if placement.name != "multi_worker" or not isinstance(err, _peer_errors()):
+                raise
+            raise TrainingFailed(_peer_lost_message(err, resume_command, scratch is None)) from None
         if stop.honoured:
             name = signal.Signals(stop.signal).name
             raise Interrupted(

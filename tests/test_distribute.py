@@ -218,3 +218,56 @@ def test_a_worker_whose_peer_never_comes_exits_2_in_bounded_time(tmp_path):
     assert f"127.0.0.1:{ports[1]}" in err and "distribute.timeout_seconds" in err
     assert time.monotonic() - started < 60
     assert not (tmp_path / "runs").exists()
+
+
+def metrics_rows(out: Path) -> list[dict]:
+    found = list(out.glob("*/*/metrics.csv"))
+    if not found:
+        return []
+    with open(found[0], newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.multiprocess
+def test_a_worker_lost_mid_training_stops_the_other_cleanly_and_both_resume(tmp_path):
+    """SIGKILL one of two workers after an epoch: the survivor exits 1 (no traceback, no
+    hang) with the resume command; both workers resumed from the chief's run directory
+    finish the run with each epoch once."""
+    epochs = 12
+    out = tmp_path / "runs"
+    ports = [free_port(), free_port()]
+    workers = [start_worker(ports, i, out, "--set", f"train.epochs={epochs}") for i in (0, 1)]
+    deadline = time.monotonic() + 300
+    while len(metrics_rows(out)) < 2 and time.monotonic() < deadline:
+        assert workers[0].poll() is None, workers[0].communicate()[1][-3000:]
+        time.sleep(0.05)
+    workers[1].kill()
+    killed = time.monotonic()
+    _, err = workers[0].communicate(timeout=180)
+    assert workers[0].returncode == 1, err[-3000:]
+    assert time.monotonic() - killed < 120
+    assert "a worker stopped during training" in err and "task:1" in err, err[-3000:]
+    assert "Traceback" not in err
+    run = next(out.glob("*/*/config.yaml")).parent
+    assert f"--resume {run}" in " ".join(err.split())
+    assert len(metrics_rows(out)) < epochs
+
+    ports = [free_port(), free_port()]
+    resumed = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bigmodel_cli.cli", "train", "--resume", str(run), "--json"],
+            env={**os.environ, "TF_CONFIG": tf_config(ports, i)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for i in (0, 1)
+    ]
+    outputs = [w.communicate(timeout=600) for w in resumed]
+    for worker, (_, err) in zip(resumed, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+    summary = json.loads(outputs[0][0])
+    assert summary["resumed_from"] == str(run) and summary["resumed_at"]["epoch"] >= 1
+    assert [int(r["epoch"]) for r in metrics_rows(out)] == list(range(1, epochs + 1))
+    assert summary["test"]["accuracy"] > 0.8

@@ -151,6 +151,24 @@ def test_sigkill_on_an_epoch_boundary_resumes_exactly(tmp_path, uninterrupted):
 
 
 @pytest.mark.slow
+def test_resume_position_is_exact_with_several_steps_per_execution(tmp_path, uninterrupted):
+    """With steps_per_execution 5 (of 15 steps an epoch), Keras itself would record the
+    first step of the last execution; the backup must record the step it ends on."""
+    process = start(tmp_path, "--set", "train.steps_per_execution=5")
+    run = wait_for(process, tmp_path, lambda r: backups(r) >= 1)
+    process.kill()
+    process.wait()
+    epoch, step = resume_position(run)
+    assert step == 0 and epoch >= 1  # an epoch-end backup resumes at the next epoch
+    summary = finish("train", "--resume", str(run))
+    assert summary["resumed_at"] == {"epoch": epoch, "batch": 0}
+    assert [int(r["epoch"]) for r in rows(run)] == list(range(1, EPOCHS + 1))
+    assert summary["final"]["val_loss"] == pytest.approx(
+        uninterrupted["final"]["val_loss"], rel=1e-4
+    )
+
+
+@pytest.mark.slow
 def test_sigterm_saves_prints_the_resume_command_and_exits_143(tmp_path):
     process = start(tmp_path)
     run = wait_for(process, tmp_path, lambda r: len(rows(r)) >= 1)
