@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -21,6 +22,9 @@ from bigmodel_cli.config_base import (
 )
 
 # === data ===================================================================
+
+MAX_IMAGE_SIDE = 4096  # pixels; a 4096 x 4096 RGB image is 48 MB decoded
+MAX_FEATURE_VALUES = 1 << 24  # values in one tfrecord feature (64 MB as float32)
 
 
 class AugmentConfig(Section):
@@ -53,16 +57,32 @@ class FeatureSpec(Section):
         description="float32/int64: numbers; string: bytes; image: encoded PNG/JPEG/GIF/BMP "
         "bytes, decoded to uint8."
     )
-    shape: list[PositiveInt] = Field(
-        default_factory=list, description="Shape of the feature ([] for a scalar)."
+    shape: list[Annotated[int, Field(ge=1, le=MAX_FEATURE_VALUES)]] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Shape of the feature ([] for a scalar; at most "
+        f"{MAX_FEATURE_VALUES:,} values in all).",
     )
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_fits_memory(cls, shape: list[int]) -> list[int]:
+        if math.prod(shape) > MAX_FEATURE_VALUES:
+            raise ValueError(
+                f"{shape} holds {math.prod(shape):,} values per record; at most "
+                f"{MAX_FEATURE_VALUES:,} are read"
+            )
+        return shape
 
 
 class DataConfig(Section):
     """Where examples come from, how they are split, batched and normalized."""
 
     source: DataSource = Field(
-        "digits", description="Built-in dataset, `synthetic`, or a file type (`csv`, `npz`)."
+        "digits",
+        description="Built-in dataset, `synthetic`, a file type (`csv`, `npz`, `tfrecord`), a "
+        "folder of class sub-folders (`image_dir`, `text_dir`), or text files for a "
+        "language model (`text_corpus`).",
     )
     validation_split: Fraction = Field(
         0.1, description="Fraction of the examples held out for validation (seeded)."
@@ -127,8 +147,10 @@ class DataConfig(Section):
         "to the config file's folder or absolute; `{stdlib}` stands for this Python's "
         "standard-library folder.",
     )
-    image_size: list[PositiveInt] | None = Field(
-        None, description="image_dir: [height, width] every image is resized to (default [64, 64])."
+    image_size: list[Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]] | None = Field(
+        None,
+        description="image_dir: [height, width] every image is resized to (default [64, 64]; "
+        f"at most {MAX_IMAGE_SIDE} each).",
     )
     color_mode: Literal["grayscale", "rgb", "rgba"] | None = Field(
         None, description="image_dir: channels to decode to (default rgb)."
@@ -241,6 +263,14 @@ class DataConfig(Section):
     @classmethod
     def _one_path_is_a_list(cls, value):
         return [value] if isinstance(value, str) else value
+
+    @field_validator("path", "paths")
+    @classmethod
+    def _no_nul_in_paths(cls, value):
+        for path in [value] if isinstance(value, str) else value or []:
+            if "\x00" in path:  # else the OS refuses it later, with a traceback
+                raise ValueError(f"a path cannot contain a NUL character; received {path!r}")
+        return value
 
 
 # === loss, regularization, metrics =========================================

@@ -176,6 +176,11 @@ def _load_text_corpus(cfg: Config, base_dir: Path, vocabulary: dict | None) -> D
     from bigmodel_cli import text_corpus, text_tokens
 
     given = text_tokens.vocabulary_from_json(vocabulary) if vocabulary else None
+    if given is not None and given.kind not in ("byte", "bpe"):
+        raise DataError(
+            f"data.source: text_corpus needs a byte or bpe vocabulary; the run's is "
+            f"{given.kind!r} (a text_dir classifier): score it on text_dir data"
+        )
     parts, words, bytes_per_token, description = text_corpus.read_text_corpus(cfg, base_dir, given)
     notes = []
     total = sum(len(pair[0]) for pair in parts.values())
@@ -197,7 +202,11 @@ def _load_text_corpus(cfg: Config, base_dir: Path, vocabulary: dict | None) -> D
     if problems:
         raise DataError(problems)
     splits = {name: Arrays(*pair) if len(pair[0]) else None for name, pair in parts.items()}
-    spec = replace(_spec(raw, shape, cfg), bytes_per_token=bytes_per_token)
+    spec = replace(
+        _spec(raw, shape, cfg),
+        bytes_per_token=bytes_per_token,
+        token_bytes=tuple(words.token_bytes()),
+    )
     bundle = DataBundle(
         spec,
         splits["train"],
@@ -351,8 +360,8 @@ def _model_fit_problems(raw: RawData, cfg: Config) -> list[str]:
         if wants_lm and raw.task != "language_model":
             problems.append(
                 "model.task: 'language_model' needs token sequences with next-token labels "
-                "(data.source: synthetic with task: language_model, or an npz of integer x "
-                f"and y of the same shape); {raw.description}"
+                "(data.source: text_corpus, synthetic with task: language_model, or an npz "
+                f"of integer x and y of the same shape); {raw.description}"
             )
         if not wants_lm and raw.task == "language_model":
             problems.append(
@@ -412,6 +421,7 @@ def _spec(raw: RawData, shape: tuple[int, ...], cfg: Config) -> DataSpec:
         vocab_size=raw.vocab_size if tokens else None,
         sequence_length=int(shape[0]) if sequence else None,
         class_names=raw.class_names,
+        feature_names=raw.feature_names,
     )
 
 

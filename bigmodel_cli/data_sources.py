@@ -59,6 +59,7 @@ class RawData:
     vocab_size: int | None = None
     test: tuple[np.ndarray, np.ndarray] | None = None  # the file's own test split
     notes: list[str] = field(default_factory=list)
+    feature_names: tuple[str, ...] | None = None  # csv: the input columns, in order
 
 
 def read_source(cfg: Config, base_dir: Path) -> RawData:
@@ -265,7 +266,16 @@ def _csv(path: Path, cfg: Config) -> RawData:
         f"data.target: column {data.target!r} of {path}",
     )
     description = f"csv {path}: {len(rows)} rows, {len(features)} features, target {data.target!r}"
-    return RawData(x, y, task, "tabular", description, len(names) if names else None, names)
+    return RawData(
+        x,
+        y,
+        task,
+        "tabular",
+        description,
+        len(names) if names else None,
+        names,
+        feature_names=tuple(features),  # the columns of x, in order: predict reads by name
+    )
 
 
 # === npz =====================================================================

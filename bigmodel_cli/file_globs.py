@@ -11,16 +11,24 @@ from bigmodel_cli.errors import DataError
 
 def expand_paths(patterns: list[str], base_dir: Path) -> list[Path]:
     """Files matched by `patterns`, sorted and without repeats; each pattern must match."""
-    stdlib = sysconfig.get_paths()["stdlib"]
+    # Folder names are taken literally: a `[` in the config's folder is not a pattern.
+    stdlib = glob.escape(sysconfig.get_paths()["stdlib"])
     found: dict[Path, None] = {}
     problems = []
     for pattern in patterns:
-        expanded = Path(pattern.replace("{stdlib}", stdlib)).expanduser()
-        full = expanded if expanded.is_absolute() else base_dir / expanded
-        matches = sorted(Path(p) for p in glob.glob(str(full), recursive=True))
+        if "\x00" in pattern:
+            problems.append(f"data.paths: {pattern!r} contains a NUL character")
+            continue
+        expanded = pattern.replace("{stdlib}", stdlib)
+        if expanded.startswith("~"):
+            expanded = str(Path(expanded).expanduser())
+        relative = not Path(expanded).is_absolute()
+        full = f"{glob.escape(str(base_dir))}/{expanded}" if relative else expanded
+        matches = sorted(Path(p) for p in glob.glob(full, recursive=True))
         files = [p for p in matches if p.is_file()]
         if not files:
-            problems.append(f"data.paths: {pattern!r} matches no file (looked for {full})")
+            where = f" in {base_dir}" if relative else ""
+            problems.append(f"data.paths: {pattern!r} matches no file{where}")
         found.update(dict.fromkeys(files))
     if problems:
         raise DataError(problems)

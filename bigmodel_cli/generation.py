@@ -46,7 +46,11 @@ MASKED = -1e9  # what Keras's Softmax adds at masked positions (exp() of it is e
 
 
 def check_options(
-    max_tokens: int, temperature: float, top_k: int | None, top_p: float | None
+    max_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    seed: int | None = None,
 ) -> list[str]:
     """One line per bad generation option (all of them, not just the first)."""
     problems = []
@@ -60,6 +64,8 @@ def check_options(
         problems.append(f"--top-k: must be at least 1 (1 is greedy); received {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         problems.append(f"--top-p: must be in (0, 1] (1 keeps every token); received {top_p}")
+    if seed is not None and seed < 0:  # NumPy's generators take seeds >= 0 only
+        problems.append(f"--seed: must be 0 or more; received {seed}")
     return problems
 
 
@@ -87,8 +93,11 @@ class Sampler:
         order = np.argsort(-scores, kind="stable")
         if self.top_k is not None:
             order = order[: self.top_k]
-        kept = scores[order] / self.temperature
-        probs = np.exp(kept - kept.max())
+        kept = scores[order]
+        # Shifted before dividing: the best token is then exactly 0, and a tiny temperature
+        # sends the others to -inf (probability 0) rather than inf - inf = NaN: greedy.
+        with np.errstate(over="ignore"):
+            probs = np.exp((kept - kept.max()) / self.temperature)
         probs /= probs.sum()
         if self.top_p is not None and self.top_p < 1:
             # The smallest prefix (best first) whose probability reaches top_p.
@@ -241,10 +250,10 @@ def generate(
 ) -> Iterator[str]:
     """Text continuing `prompt`, streamed in pieces as tokens are chosen.
 
-    Every check (options, run, prompt) happens here, before the first piece: a UserError
-    is raised by this call, never halfway through the stream.
+    Every check (options, run, prompt, decoder) happens here, before the first piece: a
+    UserError is raised by this call, never halfway through the stream.
     """
-    problems = check_options(max_tokens, temperature, top_k, top_p)
+    problems = check_options(max_tokens, temperature, top_k, top_p, seed)
     if not run_dir.is_run_dir(Path(run_path)):
         problems.append(_not_a_run(run_path))
     if problems:
@@ -252,6 +261,7 @@ def generate(
     lm = load_language_model(run_path)
     prompt_ids = lm.encode_prompt(prompt)
     sampler = Sampler(temperature, top_k, top_p, seed)
+    lm.decoder(use_cache)  # built now: a model the cached decoder cannot read fails here
     return lm.text(prompt_ids, max_tokens, sampler, use_cache)
 
 

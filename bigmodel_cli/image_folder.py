@@ -31,6 +31,7 @@ each by its path).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -139,14 +140,47 @@ def _image_files(class_dir: Path) -> tuple[list[Path], int]:
         for name in files:
             if _hidden(name):
                 continue
-            if name.lower().endswith(IMAGE_SUFFIXES):
-                images.append(Path(root) / name)
+            path = Path(root) / name
+            # is_file: a FIFO or device named x.png would block the decoder forever.
+            if name.lower().endswith(IMAGE_SUFFIXES) and path.is_file():
+                images.append(path)
             else:
                 others += 1
     return sorted(images), others
 
 
 # === Decoding ================================================================
+
+
+# Decoded uint8 images, then the float32 copies normalization and batching make.
+BYTES_PER_VALUE_IN_MEMORY = 1 + 4 + 4
+
+
+def check_fits_in_memory(count: int, shape: tuple[int, ...]) -> None:
+    """Refuse (exit 2) a folder whose decoded images would not fit in memory, before
+    allocating them, rather than be killed by the kernel halfway."""
+    needed = count * math.prod(shape) * BYTES_PER_VALUE_IN_MEMORY
+    available = _available_memory()
+    if available is not None and needed > 0.8 * available:
+        raise DataError(
+            f"data.image_size: {count:,} images of {list(shape)} need about "
+            f"{needed / 2**30:.1f} GiB in memory; {available / 2**30:.1f} GiB are available. "
+            "Use a smaller image_size, or fewer images (data.limit applies after decoding)"
+        )
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def load_images(
@@ -161,6 +195,7 @@ def load_images(
 
     tf = import_tensorflow()
     shape = tuple(shape) if shape is not None else image_shape(cfg)
+    check_fits_in_memory(len(paths), shape)
     out = np.empty((len(paths), *shape), dtype=np.uint8)
     if not paths:
         return out

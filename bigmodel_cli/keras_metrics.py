@@ -247,27 +247,39 @@ class Perplexity(keras.metrics.Metric):
 
 @keras.saving.register_keras_serializable(package="bigmodel")
 class BitsPerByte(Perplexity):
-    """Mean cross-entropy over every token, in bits per byte of text:
-    nats / ln 2 / `bytes_per_token`. Unlike perplexity it does not depend on the
-    tokenizer, so byte-level and subword models compare directly.
+    """Cross-entropy in bits per byte of text: the summed nats of every label / ln 2 /
+    the bytes of text those labels stand for (`token_bytes[id]`: 1 per byte token, the
+    piece's length for a subword, 0 for end-of-document). Counted per split, so subword
+    models are scored on the bytes each split really holds; unlike perplexity it does
+    not depend on the tokenizer, so byte-level and subword models compare directly.
     """
 
     def __init__(
         self,
-        bytes_per_token: float = 1.0,
+        token_bytes=(),
         from_logits: bool = False,
         sparse_labels: bool = True,
         name: str = "bits_per_byte",
         dtype=None,
     ):
         super().__init__(from_logits, sparse_labels, name=name, dtype=dtype)
-        self.bytes_per_token = float(bytes_per_token)
+        self.token_bytes = [int(b) for b in token_bytes]
+        self.text_bytes = self.add_weight("text_bytes", initializer="zeros")
 
-    def _scale(self, mean_nats):
-        return mean_nats / (math.log(2.0) * self.bytes_per_token)
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(y_true, y_pred, sample_weight)
+        ids = tf.cast(y_true, tf.int32)
+        if not self.sparse_labels:
+            ids = tf.argmax(y_true, axis=-1, output_type=tf.int32)
+        lengths = tf.gather(tf.constant(self.token_bytes, self.dtype), tf.reshape(ids, [-1]))
+        weights = _flat_weights(sample_weight, lengths, self.dtype)
+        self.text_bytes.assign_add(tf.reduce_sum(lengths * weights))
+
+    def result(self):
+        return tf.math.divide_no_nan(self.total, self.text_bytes * math.log(2.0))
 
     def get_config(self):
-        return {**super().get_config(), "bytes_per_token": self.bytes_per_token}
+        return {**super().get_config(), "token_bytes": self.token_bytes}
 
 
 CUSTOM_METRICS = (ClassificationScore, OneVsRestAUC, Perplexity, BitsPerByte)

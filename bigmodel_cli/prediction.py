@@ -1,15 +1,23 @@
 """`bigmodel predict RUN_DIR INPUT...`: a trained run's model on new files, one JSON
-object per example.
+object per example, in the order the INPUT files were given (rows of a file in order).
 
 Inputs are read by their extension, and prepared exactly as the run's training data was
 (the same decoding and resizing, the training split's normalization statistics and
 vocabulary, the same layout):
-- images (`.png .jpg .jpeg .gif .bmp`), for runs trained on images;
-- text files (`.txt`), one example per file, for `text_dir` runs;
-- `.csv` with a header row, one example per row: a run trained on a csv takes its
-  feature columns by name (other columns, like the target, are ignored); any other run
-  takes every column, which must then be numbers, as many as one example has values;
+- images (`.png .jpg .jpeg .gif .bmp`), only for runs trained on image files
+  (`data.source: image_dir`, or `tfrecord` whose input has dtype `image`): decoded to the
+  training images' size and channels (values 0..255). Runs trained on arrays (the
+  builtin digits, npz, synthetic images) take `.npz` or `.csv` in their own value range;
+- text files (`.txt`, UTF-8, a leading BOM dropped), one example per file, for
+  `text_dir` runs;
+- `.csv` (UTF-8) with a header row, one example per non-blank row: a run trained on a
+  csv takes its feature columns by name, in the training order (other columns, like the
+  target, are ignored); any other run takes every column, which must then be numbers, as
+  many as one example has values;
 - `.npz` holding `x` (or `x_test`): one example per row, in the data's native shape.
+
+A model that reads token ids takes whole numbers in [0, vocabulary size) only. Every
+input is checked before the model loads; a bad one exits 2 naming the file (and row).
 
 Each line: `{"input": ..., "class": ..., "probabilities": {...}}` for classifiers, or
 `{"input": ..., "value": ...}` (a list when there are several targets) for regression.
@@ -33,6 +41,8 @@ from bigmodel_cli.errors import DataError, UserError
 from bigmodel_cli.spec import DataSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+KINDS = {**dict.fromkeys(IMAGE_SUFFIXES, "image"), ".txt": "text", ".csv": "csv", ".npz": "npz"}
+TUPLE_FIELDS = ("input_shape", "class_names", "token_bytes", "feature_names")  # JSON lists
 BATCH = 256
 
 
@@ -59,131 +69,263 @@ def open_run(path: Path) -> TrainedRun:
         raw = dict(data["spec"])
     except (KeyError, TypeError):
         raise UserError(f"{run.summary}: has no data spec; was it written by bigmodel?") from None
-    for key in ("input_shape", "class_names"):
+    for key in TUPLE_FIELDS:
         if raw.get(key) is not None:
             raw[key] = tuple(raw[key])
     spec = DataSpec(**raw)
     return TrainedRun(run, cfg, spec, data.get("normalization"), run_dir.read_vocabulary(run))
 
 
+# === Which inputs this run takes ==============================================
+
+
+def _kind(path: Path) -> str | None:
+    return KINDS.get(path.suffix.lower())
+
+
+def image_shape(trained: TrainedRun) -> tuple[int, int, int] | None:
+    """(height, width, channels) training decoded its image files to, or None when the
+    run was not trained on image files."""
+    data = trained.cfg.data
+    if data.source == "image_dir":
+        from bigmodel_cli.image_folder import image_shape as folder_image_shape
+
+        return folder_image_shape(trained.cfg)
+    if data.source == "tfrecord":
+        for name, feature in (data.feature_spec or {}).items():
+            if name != data.target and feature.dtype == "image":
+                return tuple(int(d) for d in feature.shape)
+    return None
+
+
+def _path_problems(trained: TrainedRun, paths: list[Path]) -> list[str]:
+    """Every input that cannot be read by this run, one line each (a kind the run does
+    not take is reported once, by its first file)."""
+    problems = []
+    source = trained.cfg.data.source
+    images = [p for p in paths if _kind(p) == "image"]
+    texts = [p for p in paths if _kind(p) == "text"]
+    for path in paths:
+        if path.is_dir():
+            problems.append(
+                f"{path}: is a directory; give the files to predict on (images, .txt, .csv "
+                "or .npz), e.g. a shell glob such as DIR/*.png"
+            )
+        elif not path.exists():
+            problems.append(f"{path}: no such file")
+        elif not path.is_file():
+            problems.append(f"{path}: not a regular file")
+        elif _kind(path) is None:
+            problems.append(f"{path}: unknown input type; expected an image, .txt, .csv or .npz")
+    if images and image_shape(trained) is None:
+        more = f" (and {len(images) - 1} more image files)" if len(images) > 1 else ""
+        problems.append(
+            f"{images[0]}{more}: image files are only for runs trained on image files "
+            "(data.source: image_dir, or tfrecord with an `image` input); this run was "
+            f"trained on data.source {source!r}, whose examples are arrays, not decoded "
+            "images. Give them as .npz (x) or .csv rows in the training data's value range"
+        )
+    if texts and source != "text_dir":
+        problems.append(
+            f"{texts[0]}: text files need a run trained on text_dir data; this run was "
+            f"trained on data.source {source!r}"
+        )
+    return problems
+
+
 # === Reading inputs ==========================================================
 
 
-def _native_shape(trained: TrainedRun) -> tuple[int, ...]:
+def _example_shape(trained: TrainedRun) -> tuple[int, ...]:
+    """One example's shape as the user gives it (before the model's layout)."""
     if trained.normalization:
         return tuple(trained.normalization["native_shape"])
-    return tuple(trained.spec.input_shape)
+    return image_shape(trained) or tuple(trained.spec.input_shape)
 
 
-def _prepare(trained: TrainedRun, x: np.ndarray, what: str) -> np.ndarray:
-    """Float inputs: the training normalization, then the model's layout."""
-    spec = trained.spec
-    if spec.input_dtype == "int32":
-        return x.astype(np.int32)
-    size = math.prod(spec.input_shape)
-    if x[0].size != size:
+def _vocabulary_size(trained: TrainedRun) -> int | None:
+    """Ids the model's embedding has rows for (a transformer's model.vocab_size may
+    exceed the data's)."""
+    sizes = [trained.spec.vocab_size, getattr(trained.cfg.model, "vocab_size", None)]
+    sizes = [int(s) for s in sizes if s]
+    return max(sizes) if sizes else None
+
+
+def _token_ids(trained: TrainedRun, x: np.ndarray, names: list[str]) -> np.ndarray:
+    """`x` as int32 token ids; a non-integer or out-of-vocabulary value is an error."""
+    if x.dtype.kind == "f":
+        bad = np.argwhere(~np.isfinite(x) | (x != np.round(x)))
+        if len(bad):
+            r, c = bad[0]
+            raise DataError(
+                f"{names[r]}: this run's model reads token ids, which are whole numbers; "
+                f"value {c + 1} of the example is {x[r, c].item()!r}"
+            )
+    size = _vocabulary_size(trained)
+    high = size if size is not None else np.iinfo(np.int32).max + 1
+    bad = np.argwhere((x < 0) | (x >= high))
+    if len(bad):
+        r, c = bad[0]
+        expected = f"in [0, {size}) (the run's vocabulary)" if size else "0 or more"
+        value = x[r, c].item()
+        value = int(value) if isinstance(value, float) and value.is_integer() else value
         raise DataError(
-            f"{what}: an example has {x[0].size} values; the model takes {size} "
-            f"(shape {list(_native_shape(trained))})"
+            f"{names[r]}: token id {value!r} (value {c + 1} of the example) is out of "
+            f"range; this run's token ids are whole numbers {expected}"
         )
-    x = x.reshape(len(x), size).astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"{what}: holds NaN or infinite values")
-    if trained.normalization:
-        from bigmodel_cli.data import Normalization
+    return x.astype(np.int32)
 
-        x = Normalization.from_json(trained.normalization).apply(x)
+
+def _prepare(trained: TrainedRun, x: np.ndarray, what: str, names: list[str]) -> np.ndarray:
+    """`x` (one example per row, `names[i]` naming row i) as the model's inputs: token
+    ids checked, floats normalized as in training, then the model's layout."""
+    spec = trained.spec
+    size = math.prod(spec.input_shape)
+    width = math.prod(x.shape[1:])  # from the shape: an empty file is checked too
+    if width != size:
+        raise DataError(
+            f"{what}: an example has {width} value{'s' * (width != 1)}; the model takes "
+            f"{size} (shape {list(_example_shape(trained))})"
+        )
+    x = x.reshape(len(x), size)
+    if spec.input_dtype == "int32":
+        x = _token_ids(trained, x, names)
+    else:
+        x = x.astype(np.float32)
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"{what}: holds NaN or infinite values (or numbers too large)")
+        if trained.normalization:
+            from bigmodel_cli.data import Normalization
+
+            x = Normalization.from_json(trained.normalization).apply(x)
     return x.reshape(len(x), *spec.input_shape)
 
 
-def _read_csv(trained: TrainedRun, path: Path) -> tuple[np.ndarray, list[str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle, delimiter=trained.cfg.data.delimiter or ","))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{path}: cannot read as csv ({err})") from None
-    if len(rows) < 2:
-        raise DataError(f"{path}: expected a header row and at least one row of values")
-    header = [name.strip() for name in rows[0]]
+def _csv_columns(trained: TrainedRun, path: Path, header: list[str]) -> list[int]:
+    """Indices of the columns one example is read from, in the model's input order."""
     data = trained.cfg.data
-    if data.source == "csv":
-        wanted = list(data.features or [c for c in header if c != data.target])
-        missing = [c for c in wanted if c not in header]
-        if missing:
-            raise DataError(f"{path}: no column(s) {', '.join(missing)} (the run's features)")
-        columns = [header.index(c) for c in wanted]
-    else:
-        columns = list(range(len(header)))
-    x = np.empty((len(rows) - 1, len(columns)), np.float32)
-    for r, row in enumerate(rows[1:]):
+    if data.source != "csv":
+        return list(range(len(header)))
+    wanted = trained.spec.feature_names or data.features
+    if not wanted:  # a run from before feature_names was recorded
+        raise DataError(
+            f"{path}: the run {trained.run.root} does not record the order of its csv "
+            "feature columns (it was trained by an older bigmodel and its config sets no "
+            "data.features), so the column order the model expects is unknown; retrain "
+            "the run to predict from csv files"
+        )
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(f"{path}: no column(s) {', '.join(missing)} (the run's features)")
+    repeated = [c for c in wanted if header.count(c) > 1]
+    if repeated:
+        raise DataError(f"{path}: header repeats column(s) {', '.join(repeated)}")
+    return [header.index(c) for c in wanted]
+
+
+def _read_csv(trained: TrainedRun, path: Path) -> tuple[np.ndarray, list[str]]:
+    """As training reads a csv: UTF-8 (a BOM dropped), blank lines skipped."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, delimiter=trained.cfg.data.delimiter or ",")
+            header = next(reader, None)
+            rows, lines = [], []
+            for row in reader:
+                if row and any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: malformed csv: {err}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    if not header or not rows:
+        raise DataError(f"{path}: expected a header row and at least one row of values")
+    header = [name.strip() for name in header]
+    columns = _csv_columns(trained, path, header)
+    x = np.empty((len(rows), len(columns)), np.float64)  # float64: token ids stay exact
+    for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
         for c, col in enumerate(columns):
+            cell = row[col].strip() if col < len(row) else ""
             try:
-                x[r, c] = float(row[col])
-            except (ValueError, IndexError):
-                cell = row[col] if col < len(row) else ""
-                raise DataError(
-                    f"{path} line {r + 2}, column {header[col]!r}: {cell!r} is not a number"
-                ) from None
-    return x, [f"{path}:{r + 2}" for r in range(len(x))]
+                x[r, c] = float(cell)
+            except ValueError:
+                why = f"{cell!r} is not a number" if cell else "empty cell"
+                raise DataError(f"{path} line {line}, column {header[col]!r}: {why}") from None
+    return x, [f"{path}:{line}" for line in lines]
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, list[str]]:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            key = "x" if "x" in archive.files else "x_test" if "x_test" in archive.files else None
-            if key is None:
-                raise DataError(f"{path}: holds no array x (or x_test)")
-            x = archive[key]
+        archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: not a readable .npz archive of numbers ({err})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"{path}: a single .npy array, not an .npz archive; save it with "
+            "numpy.savez(path, x=array)"
+        )
+    with archive:
+        key = "x" if "x" in archive.files else "x_test" if "x_test" in archive.files else None
+        if key is None:
+            held = ", ".join(sorted(archive.files)) or "none"
+            raise DataError(f"{path}: holds no array x (or x_test); it holds {held}")
+        try:
+            x = archive[key]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: cannot read array {key!r} as numbers ({err})") from None
     if x.dtype.kind not in "biuf":
-        raise DataError(f"{path}: x has dtype {x.dtype}; expected numbers")
+        raise DataError(f"{path}: {key} has dtype {x.dtype}; expected numbers")
+    if x.ndim == 0:
+        raise DataError(f"{path}: {key} is a single value (shape ()); expected one example per row")
     return x, [f"{path}[{i}]" for i in range(len(x))]
 
 
-def read_inputs(trained: TrainedRun, paths: list[Path]) -> Iterator[tuple[np.ndarray, list[str]]]:
-    """(prepared model inputs, a name per example), one chunk per file or group of files."""
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise DataError([f"{p}: no such file" for p in missing])
-    source = trained.cfg.data.source
-    images = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
-    texts = [p for p in paths if p.suffix.lower() == ".txt"]
-    others = [p for p in paths if p not in images and p not in texts]
-    unknown = [p for p in others if p.suffix.lower() not in (".csv", ".npz")]
-    if unknown:
-        raise DataError(
-            [f"{p}: unknown input type; expected an image, .txt, .csv or .npz" for p in unknown]
-        )
-    if texts and source != "text_dir":
-        raise DataError(f"{texts[0]}: text files need a run trained on text_dir data")
-    if images:
-        from bigmodel_cli.image_folder import load_images
+def _read_texts(trained: TrainedRun, paths: list[Path]) -> np.ndarray:
+    from bigmodel_cli.text_folder import encode_texts
+    from bigmodel_cli.text_tokens import vocabulary_from_json
 
-        shape = _native_shape(trained)
-        if len(shape) != 3 or shape[2] not in (1, 3, 4):
-            raise DataError(f"{images[0]}: this run's model was not trained on images")
-        # Decoded and resized as image_dir and tfrecord decode their images.
-        x = load_images(images, trained.cfg, shape)
-        yield _prepare(trained, x, "images"), [str(p) for p in images]
-    if texts:
-        from bigmodel_cli.text_folder import encode_texts
-        from bigmodel_cli.text_tokens import vocabulary_from_json
+    if trained.vocabulary is None:
+        raise UserError(f"{trained.run.root}: no {run_dir.VOCABULARY}; cannot encode text")
+    contents = []
+    for path in paths:
+        try:  # as text_dir reads its files: a leading BOM dropped, bad bytes replaced
+            contents.append(path.read_text(encoding="utf-8-sig", errors="replace"))
+        except OSError as err:
+            raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    return encode_texts(contents, vocabulary_from_json(trained.vocabulary), trained.cfg)
 
-        if trained.vocabulary is None:
-            raise UserError(f"{trained.run.root}: no {run_dir.VOCABULARY}; cannot encode text")
-        contents = []
-        for path in texts:
-            try:
-                contents.append(path.read_text(encoding="utf-8", errors="replace"))
-            except OSError as err:
-                raise DataError(f"{path}: cannot read ({err.strerror})") from None
-        ids = encode_texts(contents, vocabulary_from_json(trained.vocabulary), trained.cfg)
-        yield ids.astype(np.int32), [str(p) for p in texts]
-    for path in others:
-        x, names = _read_csv(trained, path) if path.suffix.lower() == ".csv" else _read_npz(path)
-        if len(x):
-            yield _prepare(trained, x, str(path)), names
+
+def read_inputs(trained: TrainedRun, paths: list[Path]) -> list[tuple[np.ndarray, list[str]]]:
+    """(prepared model inputs, a name per example) for each of `paths`, in their order
+    (an empty .npz gives no rows). Images and texts are decoded together."""
+    problems = _path_problems(trained, paths)
+    if problems:
+        raise DataError(problems)
+    kinds = [_kind(p) for p in paths]
+    read: dict[int, tuple[np.ndarray, list[str]]] = {}
+    for kind in ("image", "text"):
+        indices = [i for i, k in enumerate(kinds) if k == kind]
+        if not indices:
+            continue
+        group = [paths[i] for i in indices]
+        names = [str(p) for p in group]
+        if kind == "image":
+            from bigmodel_cli.image_folder import load_images
+
+            # Decoded and resized as image_dir and tfrecord decode their images.
+            raw = load_images(group, trained.cfg, image_shape(trained))
+        else:
+            raw = _read_texts(trained, group)
+        x = _prepare(trained, raw, f"{kind}s", names)
+        for row, i in enumerate(indices):
+            read[i] = (x[row : row + 1], names[row : row + 1])
+    for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
+        if kind in ("csv", "npz"):
+            x, names = _read_csv(trained, path) if kind == "csv" else _read_npz(path)
+            read[i] = (_prepare(trained, x, str(path), names), names)
+    return [read[i] for i in range(len(paths))]
 
 
 # === Predicting ==============================================================
@@ -201,7 +343,7 @@ def _probabilities(outputs: np.ndarray, from_logits: bool) -> np.ndarray:
 
 
 def predict_run(path: Path, inputs: list[Path]) -> Iterator[dict[str, Any]]:
-    """One result per example of `inputs`, in order."""
+    """One result per example of `inputs`, in the order the files were given."""
     from bigmodel_cli.tfenv import import_tensorflow
 
     import_tensorflow()
@@ -214,25 +356,28 @@ def predict_run(path: Path, inputs: list[Path]) -> Iterator[dict[str, Any]]:
         raise UserError(f"{path}: a language model; use `bigmodel generate {path} --prompt TEXT`")
     if not inputs:
         raise UserError("give at least one INPUT file")
-    chunks = list(read_inputs(trained, inputs))  # every input checked before the model loads
+    chunks = read_inputs(trained, inputs)  # every input checked before the model loads
+    x = np.concatenate([chunk for chunk, _ in chunks])  # one predict call, in input order
+    labels = [label for _, chunk_labels in chunks for label in chunk_labels]
+    if not labels:
+        return
     model, _ = load_run_model(trained.run, trained.cfg, spec)
     loss = defaults.effective_loss(trained.cfg, spec)
     names = list(spec.class_names or [str(c) for c in range(spec.num_classes or 2)])
-    for x, labels in chunks:
-        outputs = np.asarray(model.predict(x, batch_size=BATCH, verbose=0), np.float64)
-        if spec.task == "regression":
-            for label, row in zip(labels, outputs, strict=True):
-                value = [float(v) for v in row.ravel()]
-                yield {"input": label, "value": value[0] if len(value) == 1 else value}
-            continue
-        probabilities = _probabilities(outputs, loss.from_logits)
-        for label, p in zip(labels, probabilities, strict=True):
-            best = int(np.argmax(p))
-            yield {
-                "input": label,
-                "class": names[best] if best < len(names) else str(best),
-                "probabilities": {
-                    (names[i] if i < len(names) else str(i)): round(float(v), 6)
-                    for i, v in enumerate(p)
-                },
-            }
+    outputs = np.asarray(model.predict(x, batch_size=BATCH, verbose=0), np.float64)
+    if spec.task == "regression":
+        for label, row in zip(labels, outputs, strict=True):
+            value = [float(v) for v in row.ravel()]
+            yield {"input": label, "value": value[0] if len(value) == 1 else value}
+        return
+    probabilities = _probabilities(outputs, loss.from_logits)
+    for label, p in zip(labels, probabilities, strict=True):
+        best = int(np.argmax(p))
+        yield {
+            "input": label,
+            "class": names[best] if best < len(names) else str(best),
+            "probabilities": {
+                (names[i] if i < len(names) else str(i)): round(float(v), 6)
+                for i, v in enumerate(p)
+            },
+        }

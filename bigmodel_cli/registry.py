@@ -228,10 +228,10 @@ def _perplexity(loss: LossConfig, spec: DataSpec) -> keras.metrics.Metric:
 
 def _bits_per_byte(loss: LossConfig, spec: DataSpec) -> keras.metrics.Metric:
     _check_categorical("bits_per_byte", loss)
-    if spec.bytes_per_token is None:
+    if spec.token_bytes is None:
         raise ConfigError("metrics: bits_per_byte needs text data (data.source: text_corpus).")
     return keras_metrics.BitsPerByte(
-        bytes_per_token=spec.bytes_per_token,
+        token_bytes=spec.token_bytes,
         from_logits=loss.from_logits,
         sparse_labels=loss.name == "sparse_categorical_crossentropy",
     )

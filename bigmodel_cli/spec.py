@@ -29,9 +29,14 @@ class DataSpec:
     vocab_size: int | None = None
     sequence_length: int | None = None
     class_names: tuple[str, ...] | None = None
-    # Text language models: bytes of text per token (1.0 for a byte tokenizer), so that
-    # bits per byte = cross-entropy / ln 2 / bytes_per_token.
+    # Text language models: bytes of text per token of the validation split (about 1.0
+    # for a byte tokenizer), for people reading summary.json; the metric counts bytes.
     bytes_per_token: float | None = None
+    # Bytes of text each token id stands for (text_corpus), so bits per byte divides by
+    # the bytes actually scored in each split rather than an average.
+    token_bytes: tuple[int, ...] | None = None
+    # csv: the input columns in training order, so predict reads new files by name.
+    feature_names: tuple[str, ...] | None = None
 
     def to_json(self) -> dict:
         return asdict(self)

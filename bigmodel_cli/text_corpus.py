@@ -30,11 +30,10 @@ def read_documents(files: list[Path], max_bytes: int | None) -> list[bytes]:
     documents, total = [], 0
     for path in files:
         try:
-            data = path.read_bytes()
+            with path.open("rb") as handle:  # never more than max_bytes in memory
+                data = handle.read() if max_bytes is None else handle.read(max_bytes - total)
         except OSError as err:
             raise DataError(f"data.paths: {path}: cannot read ({err.strerror})") from None
-        if max_bytes is not None:
-            data = data[: max_bytes - total]
         if data:
             documents.append(data)
             total += len(data)
@@ -46,7 +45,12 @@ def read_documents(files: list[Path], max_bytes: int | None) -> list[bytes]:
 def deal_documents(
     documents: list[bytes], validation_split: float, test_split: float, seed: int
 ) -> dict[str, list[bytes]]:
-    """Shuffle whole documents and deal them to test, validation, then train by bytes."""
+    """Shuffle whole documents and deal them to test, validation, then train by bytes.
+
+    A held-out portion takes a document only while it stays within 1.5x its share, so
+    one large document cannot swallow most of the corpus; when a requested portion gets
+    nothing (or training does), the single stream is cut by bytes instead.
+    """
     order = np.random.default_rng(seed).permutation(len(documents))
     total = sum(len(d) for d in documents)
     want = {"test": test_split * total, "validation": validation_split * total}
@@ -54,12 +58,20 @@ def deal_documents(
     filled = {"test": 0, "validation": 0}
     for i in order:
         doc = documents[i]
-        target = next((k for k in ("test", "validation") if filled[k] < want[k]), "train")
+        target = next(
+            (
+                k
+                for k in ("test", "validation")
+                if filled[k] < want[k] and filled[k] + len(doc) <= 1.5 * want[k]
+            ),
+            "train",
+        )
         if target != "train":
             filled[target] += len(doc)
         portions[target].append(doc)
-    # One large document cannot be shared out: cut the single stream instead.
-    if len(documents) == 1 or not portions["train"]:
+    starved = [k for k in ("test", "validation") if want[k] > 0 and not portions[k]]
+    # Documents too large to share out: cut the single stream instead.
+    if len(documents) == 1 or not portions["train"] or starved:
         stream = b"".join(documents)
         n_test, n_val = int(test_split * len(stream)), int(validation_split * len(stream))
         portions = {

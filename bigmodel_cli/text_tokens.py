@@ -131,6 +131,10 @@ class ByteVocabulary:
         out = values[ids]
         return out.tobytes()
 
+    def token_bytes(self) -> list[int]:
+        """Bytes of text each id stands for: 1, but 0 for end-of-document."""
+        return [1] * len(self.byte_values) + [0, 1]
+
     def bytes_per_token(self, ids: np.ndarray) -> float:
         """Bytes of text per token in `ids` (end-of-document is 0 bytes, unknown 1)."""
         ids = np.asarray(ids)
@@ -221,9 +225,13 @@ class BPEVocabulary:
         pieces = self._pieces
         return b"".join(b"\n" if i == self.end_of_document else pieces[i] for i in map(int, ids))
 
+    def token_bytes(self) -> list[int]:
+        """Bytes of text each id stands for (end-of-document 0, unknown 1)."""
+        return [len(piece) for piece in self._pieces]
+
     def bytes_per_token(self, ids: np.ndarray) -> float:
         """Bytes of text per token in `ids` (end-of-document is 0 bytes, unknown 1)."""
-        lengths = np.asarray([len(p) for p in self._pieces], np.int64)
+        lengths = np.asarray(self.token_bytes(), np.int64)
         ids = np.asarray(ids, np.int64)
         return float(lengths[ids].sum()) / max(ids.size, 1)
 

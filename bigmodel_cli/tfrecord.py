@@ -21,7 +21,7 @@ from bigmodel_cli.config import Config
 from bigmodel_cli.data_sources import RawData, from_arrays
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.file_globs import expand_paths
-from bigmodel_cli.image_folder import decode_image
+from bigmodel_cli.image_folder import check_fits_in_memory, decode_image
 
 MAX_RECORDS = 50_000_000
 
@@ -76,6 +76,8 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
             ys.append(y_batch)
             if sum(len(b) for b in xs) > MAX_RECORDS:
                 raise DataError(f"data.paths: more than {MAX_RECORDS:,} records")
+            # Each value is held again as float32 for training: stop before memory runs out.
+            check_fits_in_memory(sum(len(b) for b in xs), tuple(x_batch.shape[1:]))
     except tf.errors.DataLossError as err:
         raise DataError(
             f"data.paths: a file is not a TFRecord file or is truncated ({err.message})"

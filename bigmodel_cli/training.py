@@ -9,6 +9,7 @@ run directory (the others write to a temporary folder they remove).
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import shlex
 import shutil
@@ -110,16 +111,18 @@ def _absolute_paths(cfg: Config, base_dir: Path) -> Config:
     """The run's config.yaml must work from anywhere: make data.path and data.paths
     absolute (`{stdlib}` and `~` patterns are already absolute wherever they are read)."""
 
-    def absolute(path: str) -> str:
+    def absolute(path: str, pattern: bool = False) -> str:
         if path.startswith(("{stdlib}", "~")) or Path(path).is_absolute():
             return path
-        return str(base_dir.resolve() / path)
+        base = str(base_dir.resolve())
+        # data.paths are glob patterns: the folder part must match itself literally.
+        return f"{glob.escape(base)}/{path}" if pattern else str(Path(base) / path)
 
     update = {}
     if cfg.data.path:
         update["path"] = absolute(cfg.data.path)
     if cfg.data.paths:
-        update["paths"] = [absolute(p) for p in cfg.data.paths]
+        update["paths"] = [absolute(p, pattern=True) for p in cfg.data.paths]
     if not update:
         return cfg
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=update)})
@@ -287,6 +290,13 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
 
     # === Seed, strategy, precision ===
     placement = distribution.make_strategy(cfg.distribute)  # first: multi-worker needs that
+    if placement.name == "multi_worker" and cfg.train.time_limit_minutes is not None:
+        # Each worker would read its own clock: one could stop while another starts the
+        # next epoch and waits for it in a collective forever.
+        raise UserError(
+            "train.time_limit_minutes: not supported with several workers (each would stop "
+            "by its own clock); set train.epochs instead"
+        )
     keras.utils.set_random_seed(cfg.seed)
     # Dropout and other random layers draw from a tf.random.Generator each, whose state
     # the resume backup records, so a resumed run draws the masks the whole run would.

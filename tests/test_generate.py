@@ -4,6 +4,7 @@ and the errors a user can make (exit 2, one line each, no traceback)."""
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,43 @@ def test_good_options_pass():
     assert check_options(1, 0.0, 1, 1.0) == []
     assert check_options(200, 0.7, None, 0.9) == []
     assert check_options(10, float("nan"), None, None)  # NaN is not a temperature
+
+
+def test_a_negative_seed_is_an_option_error():
+    assert check_options(10, 1.0, None, None, seed=-1) == ["--seed: must be 0 or more; received -1"]
+    assert check_options(10, 1.0, None, None, seed=0) == []
+
+
+def test_a_tiny_temperature_is_greedy():
+    """Scores divided by 1e-320 overflow to inf; inf - inf would be NaN probabilities."""
+    rng = np.random.default_rng(0)
+    for scores in ([5.0, 3.0, 4.9, -1e9], [-2.0, -1.0, -1.5], [0.0, 0.0, 1e-300]):
+        greedy = int(np.argmax(scores))
+        for temperature in (1e-320, 5e-324, 1e-300):
+            with warnings.catch_warnings():  # no overflow or invalid-value warnings either
+                warnings.simplefilter("error")
+                assert Sampler(temperature=temperature).pick(np.array(scores), rng) == greedy
+
+
+def test_the_decoder_is_built_before_the_first_piece(tmp_path: Path, monkeypatch):
+    """A model the cached decoder cannot read fails at the call, before any output."""
+    from bigmodel_cli import generation
+    from bigmodel_cli.errors import UserError
+
+    class Unreadable:
+        def encode_prompt(self, prompt):
+            return [0]
+
+        def decoder(self, use_cache=True):
+            raise UserError("the run's model has no layer 'embedding'")
+
+        def text(self, *args):
+            yield from self.decoder()
+
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    monkeypatch.setattr(generation, "load_language_model", lambda path: Unreadable())
+    with pytest.raises(UserError, match="no layer"):
+        generation.generate(tmp_path, "hi", max_tokens=3)
 
 
 def test_top_k_and_top_p_keep_only_the_best_tokens():
@@ -228,6 +266,14 @@ def test_a_prompt_byte_outside_the_vocabulary_is_exit_2(lm_run: Path):
     assert result.exit_code == 2 and no_traceback(result.output), result.output
     assert "--prompt" in result.stderr and "never occur in the training text" in result.stderr
     assert result.stdout == ""  # nothing echoed before the error
+
+
+@pytest.mark.slow
+def test_a_negative_seed_exits_2_before_any_output(lm_run: Path):
+    result = CliRunner().invoke(app, ["generate", str(lm_run), "--prompt", "def", "--seed", "-1"])
+    assert result.exit_code == 2 and no_traceback(result.output), result.output
+    assert "--seed: must be 0 or more" in result.stderr
+    assert result.stdout == ""  # the prompt is not echoed before the error
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ folders and files exit 2 without a run directory."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -411,3 +412,32 @@ def test_vit_misfits_exit_2_and_create_no_run(runner, tmp_path, write_config, mo
     for phrase in phrases:
         assert phrase in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# === Limits ==================================================================
+
+
+def test_an_image_size_beyond_the_limit_is_a_config_error(runner, tmp_path, write_config):
+    config = write_config(folder_config("images", image_size=[100000, 100000]))
+    result = runner.invoke(app, ["validate", str(config), "--no-build"])
+    assert result.exit_code == 2 and "data.image_size" in result.output
+
+
+def test_images_that_would_not_fit_in_memory_are_refused_before_decoding(
+    runner, tmp_path, write_config, monkeypatch
+):
+    from bigmodel_cli import image_folder
+
+    stripes_folder(tmp_path / "images", per_class=4)
+    monkeypatch.setattr(image_folder, "_available_memory", lambda: 1_000_000)
+    result = train(runner, write_config(folder_config("images", image_size=[512, 512])))
+    assert result.exit_code == 2 and "GiB" in result.output and "data.image_size" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
+    root = stripes_folder(tmp_path / "images", per_class=3)
+    os.mkfifo(root / "vertical" / "pipe.png")
+    cfg = make_cfg({"source": "image_dir", "path": str(root), "image_size": [SIZE, SIZE]}, "cnn")
+    raw = read_image_dir(cfg, tmp_path)
+    assert len(raw.x) == 9

@@ -39,7 +39,7 @@ TEXT = DataSpec(
     input_dtype="int32",
     vocab_size=7,
     num_classes=7,
-    bytes_per_token=2.5,
+    token_bytes=(1, 1, 1, 0, 1, 2, 3),  # bytes, end-of-document, unknown, two merges
 )
 SPARSE = LossConfig(name="sparse_categorical_crossentropy")
 
@@ -204,7 +204,7 @@ def metric_value(metric, y_true, y_pred, batches: int = 3) -> float:
 )
 def test_metrics_build_and_carry_their_config_names(loss, spec):
     names = [m for m in METRICS if m != "perplexity" or spec.task == "language_model"]
-    names = [m for m in names if m != "bits_per_byte" or spec.bytes_per_token]
+    names = [m for m in names if m != "bits_per_byte" or spec.token_bytes]
     built = registry.build_metrics(names, loss, spec)
     assert [metric.name for metric in built] == names
 
@@ -216,7 +216,9 @@ def test_bits_per_byte_is_the_cross_entropy_in_bits_per_byte_of_text():
     labels = np.random.default_rng(1).integers(0, 7, size=(6, 5))
     nats = skm.log_loss(labels.ravel(), tf.nn.softmax(logits).numpy().reshape(-1, 7),
                         labels=list(range(7)))  # fmt: skip
-    expected = nats / np.log(2) / TEXT.bytes_per_token
+    # Per split: the bytes these labels stand for, not an average bytes per token.
+    text_bytes = np.asarray(TEXT.token_bytes)[labels].sum()
+    expected = nats * labels.size / np.log(2) / text_bytes
     assert metric_value(metric, labels, logits) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ConfigError, match="bits_per_byte needs text"):
         registry.build_metrics(["bits_per_byte"], loss, CORPUS)

@@ -14,6 +14,7 @@ from data_helpers import make_cfg, problems
 
 from bigmodel_cli import text_tokens
 from bigmodel_cli.cli import app
+from bigmodel_cli.config_load import load_config
 from bigmodel_cli.data import load_data
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.text_corpus import deal_documents, pack
@@ -146,13 +147,14 @@ def test_a_byte_lm_learns_beyond_byte_frequencies_and_stops_at_its_time_limit(
     unigram_bits = float(-(p * np.log2(p)).sum())
     test = summary["test"]
     assert test["bits_per_byte"] < 0.7 * unigram_bits, (test, unigram_bits)
-    # Bits per byte is the loss in bits, per byte of text.
-    spec = summary["data"]["spec"]
-    expected = test["loss"] / math.log(2) / spec["bytes_per_token"]
-    assert test["bits_per_byte"] == pytest.approx(expected, rel=1e-3)
+    # Bits per byte is the loss in bits, per byte of the test split's text.
+    run = Path(summary["run_dir"])
+    bundle = load_data(load_config(run / "config.yaml"), run)
+    vocabulary = text_tokens.vocabulary_from_json(bundle.vocabulary)
+    expected = test["loss"] / math.log(2) / vocabulary.bytes_per_token(bundle.test.y)
+    assert test["bits_per_byte"] == pytest.approx(expected, rel=1e-4)
     assert test["perplexity"] == pytest.approx(math.exp(test["loss"]), rel=1e-3)
 
-    run = Path(summary["run_dir"])
     scored = runner.invoke(app, ["evaluate", str(run), "--json"])
     assert scored.exit_code == 0, scored.output
     assert json.loads(scored.stdout)["metrics"]["bits_per_byte"] == pytest.approx(
@@ -160,3 +162,36 @@ def test_a_byte_lm_learns_beyond_byte_frequencies_and_stops_at_its_time_limit(
     )
     refused = runner.invoke(app, ["predict", str(run), str(tmp_path / "docs" / "doc00.txt")])
     assert refused.exit_code == 2 and "bigmodel generate" in refused.output
+
+
+def test_one_large_document_cannot_swallow_a_held_out_split():
+    documents = [b"x" * 5000] + [bytes([65 + i % 20]) * 10 for i in range(200)]
+    portions = deal_documents(documents, 0.1, 0.1, seed=0)
+    sizes = {name: sum(map(len, docs)) for name, docs in portions.items()}
+    assert sizes["test"] <= 0.15 * 7000 and sizes["validation"] <= 0.15 * 7000
+    assert sizes["train"] >= 0.7 * 7000
+
+
+def test_glob_characters_in_the_config_folder_are_literal(runner, tmp_path):
+    folder = tmp_path / "exp[1]"
+    write_documents(folder / "docs")
+    config = folder / "lm.yaml"
+    config.write_text(
+        "data: {source: text_corpus, paths: [docs/*.txt], sequence_length: 32}\n"
+        "model: {type: transformer, task: language_model, d_model: 16, num_heads: 2}\n"
+        f"train: {{epochs: 1, steps_per_epoch: 2}}\noutput: {{dir: {tmp_path / 'runs'}}}\n"
+    )
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 0, result.output
+    run = Path(result.stdout.strip().splitlines()[-1])
+    # The run's config.yaml names the files so that evaluate (from anywhere) finds them.
+    scored = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert scored.exit_code == 0, scored.output
+
+
+def test_a_text_dir_vocabulary_cannot_score_a_corpus(tmp_path):
+    write_documents(tmp_path / "docs")
+    words = {"kind": "word", "tokens": ["the", "cat"], "lowercase": True}
+    with pytest.raises(DataError) as excinfo:
+        load_data(corpus_cfg(["docs/*.txt"]), tmp_path, vocabulary=words)
+    assert "byte or bpe vocabulary" in problems(excinfo)
