@@ -101,14 +101,21 @@ def read_image_dir(cfg: Config, base_dir: Path) -> RawData:
     if problems:
         raise DataError(problems)
 
+    notes = []
+    limit = cfg.data.limit
+    if limit and limit < len(paths):
+        # The seeded subset load_data would keep, chosen before decoding the rest.
+        keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(paths))[:limit])
+        notes.append(f"data.limit: decoding {limit} of {len(paths)} images")
+        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     x = load_images(paths, cfg)
     names = tuple(entry.name for entry in class_dirs)
     height, width, channels = x.shape[1:]
     color_mode = cfg.data.color_mode or DEFAULT_COLOR_MODE
-    notes = [
+    notes.append(
         f"decoded images held in memory: {len(x)} x {height}x{width}x{channels} uint8 = "
         f"{x.nbytes / 2**20:.1f} MB"
-    ]
+    )
     if ignored:
         notes.append(
             f"data.path: ignored {ignored} file(s) in class folders that are not "
@@ -165,7 +172,7 @@ def check_fits_in_memory(count: int, shape: tuple[int, ...]) -> None:
         raise DataError(
             f"data.image_size: {count:,} images of {list(shape)} need about "
             f"{needed / 2**30:.1f} GiB in memory; {available / 2**30:.1f} GiB are available. "
-            "Use a smaller image_size, or fewer images (data.limit applies after decoding)"
+            "Use a smaller image_size, or fewer images (data.limit)"
         )
 
 
@@ -266,11 +273,11 @@ def _why_unreadable(tf, path: Path, shape: tuple[int, int, int]) -> str:
     except tf.errors.PermissionDeniedError:
         return "cannot read the file (permission denied)"
     except tf.errors.OpError as err:
-        return f"not a readable image ({_op_message(err)})"
+        return f"not a readable image ({op_message(err)})"
     return "could not be decoded"  # failed in the pipeline only (e.g. memory); say so
 
 
-def _op_message(err) -> str:
+def op_message(err) -> str:
     """The reason in a TF op error, without the function-node and op-name wrapping."""
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", err.message or "")
     text = re.sub(r"\s*\[Op:\w+\].*$", "", text.strip().splitlines()[0] if text.strip() else "")

@@ -21,7 +21,7 @@ from bigmodel_cli.config import Config
 from bigmodel_cli.data_sources import RawData, from_arrays
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.file_globs import expand_paths
-from bigmodel_cli.image_folder import check_fits_in_memory, decode_image
+from bigmodel_cli.image_folder import check_fits_in_memory, decode_image, op_message
 
 MAX_RECORDS = 50_000_000
 
@@ -68,25 +68,29 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
             x = decode_image(tf, x, tuple(inputs.shape))  # as image_dir decodes files
         return x, example[target]
 
-    dataset = tf.data.TFRecordDataset([str(f) for f in files])
     xs, ys = [], []
-    try:
-        for x_batch, y_batch in dataset.map(parse).batch(4096).as_numpy_iterator():
-            xs.append(x_batch)
-            ys.append(y_batch)
-            if sum(len(b) for b in xs) > MAX_RECORDS:
-                raise DataError(f"data.paths: more than {MAX_RECORDS:,} records")
-            # Each value is held again as float32 for training: stop before memory runs out.
-            check_fits_in_memory(sum(len(b) for b in xs), tuple(x_batch.shape[1:]))
-    except tf.errors.DataLossError as err:
-        raise DataError(
-            f"data.paths: a file is not a TFRecord file or is truncated ({err.message})"
-        ) from None
-    except tf.errors.InvalidArgumentError as err:
-        raise DataError(
-            f"data.feature_spec: the records do not match the spec ({_first_line(err.message)}); "
-            f"check each feature's dtype and shape"
-        ) from None
+    for path in files:  # one file at a time, so an error names its file
+        dataset = tf.data.TFRecordDataset([str(path)]).map(parse).batch(4096)
+        try:
+            for x_batch, y_batch in dataset.as_numpy_iterator():
+                xs.append(x_batch)
+                ys.append(y_batch)
+                if sum(len(b) for b in xs) > MAX_RECORDS:
+                    raise DataError(f"data.paths: more than {MAX_RECORDS:,} records")
+                # Each value is held again as float32 for training: stop before memory
+                # runs out.
+                check_fits_in_memory(sum(len(b) for b in xs), tuple(x_batch.shape[1:]))
+        except tf.errors.DataLossError as err:
+            raise DataError(
+                f"data.paths: {path}: not a TFRecord file, or truncated ({op_message(err)})"
+            ) from None
+        except tf.errors.InvalidArgumentError as err:
+            raise DataError(
+                f"data.feature_spec: {path}: the records do not match the spec "
+                f"({op_message(err)}); check each feature's dtype and shape"
+            ) from None
+        except tf.errors.OpError as err:  # unreadable: permissions, vanished, ...
+            raise DataError(f"data.paths: {path}: cannot read ({op_message(err)})") from None
     if not xs:
         raise DataError(f"data.paths: the {len(files)} file(s) hold no records")
     x, y = np.concatenate(xs), np.concatenate(ys)
@@ -96,7 +100,3 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
         raise DataError(f"data.feature_spec.{input_name}: the records hold NaN or infinite values")
     what = f"tfrecord ({len(files)} file(s)), input {input_name!r}, target {target!r}"
     return from_arrays(x, y, len(x), cfg, what, f"tfrecord {input_name}", [])
-
-
-def _first_line(message: str) -> str:
-    return message.strip().splitlines()[0][:300] if message.strip() else "no details"

@@ -441,3 +441,16 @@ def test_a_fifo_named_like_an_image_is_skipped_not_waited_on(tmp_path):
     cfg = make_cfg({"source": "image_dir", "path": str(root), "image_size": [SIZE, SIZE]}, "cnn")
     raw = read_image_dir(cfg, tmp_path)
     assert len(raw.x) == 9
+
+
+def test_data_limit_decodes_only_the_kept_images(tmp_path):
+    root = stripes_folder(tmp_path / "images", per_class=10)
+    data = {"source": "image_dir", "path": str(root), "image_size": [SIZE, SIZE], "limit": 12}
+    raw = read_image_dir(make_cfg(data, "cnn"), tmp_path)
+    assert len(raw.x) == len(raw.y) == 12
+    assert any("decoding 12 of 30" in note for note in raw.notes)
+    everything = read_image_dir(make_cfg({**data, "limit": None}, "cnn"), tmp_path)
+    # The kept images are a subset of the folder's, each with its own label.
+    for image, label in zip(raw.x, raw.y, strict=True):
+        matches = np.flatnonzero((everything.x == image).all(axis=(1, 2, 3)))
+        assert label in everything.y[matches]

@@ -101,7 +101,7 @@ def test_a_file_that_is_not_a_tfrecord_is_refused(tmp_path):
     (tmp_path / "junk.tfrecord").write_bytes(b"\x00not a record file at all" * 10)
     with pytest.raises(DataError) as excinfo:
         load_data(tfrecord_cfg(["junk.tfrecord"]), tmp_path)
-    assert "TFRecord" in problems(excinfo)
+    assert "TFRecord" in problems(excinfo) and "junk.tfrecord" in problems(excinfo)
 
 
 def test_spec_needs_the_target_and_one_input(write_config, runner, tmp_path):
