@@ -85,15 +85,18 @@ def load_data(
     *,
     normalization: Normalization | None = None,
     vocabulary: dict | None = None,
+    same_corpus: bool = False,
 ) -> DataBundle:
     """Read, split, normalize and lay out `cfg.data` for `cfg.model`.
 
     `base_dir` resolves relative paths (the config file's folder). `normalization` and
     `vocabulary` (JSON form) replace what would be learned from the training split
-    (e.g. a trained run's, to evaluate or predict on other data).
+    (e.g. a trained run's, to evaluate or predict on other data). `same_corpus`: the
+    data is the run's own (resume, evaluate), so a text corpus whose files changed since
+    training is an error: its documents would be dealt to the splits differently.
     """
     if cfg.data.source == "text_corpus":
-        return _load_text_corpus(cfg, Path(base_dir), vocabulary)
+        return _load_text_corpus(cfg, Path(base_dir), vocabulary, same_corpus)
     raw = read_source(cfg, Path(base_dir))
     # Collect the model-fit, layout and split problems so the user sees all of them at once.
     problems = _model_fit_problems(raw, cfg)
@@ -171,7 +174,9 @@ def load_data(
     return bundle
 
 
-def _load_text_corpus(cfg: Config, base_dir: Path, vocabulary: dict | None) -> DataBundle:
+def _load_text_corpus(
+    cfg: Config, base_dir: Path, vocabulary: dict | None, same_corpus: bool
+) -> DataBundle:
     """`text_corpus` deals whole documents to the splits itself (see text_corpus.py)."""
     from bigmodel_cli import text_corpus, text_tokens
 
@@ -181,7 +186,17 @@ def _load_text_corpus(cfg: Config, base_dir: Path, vocabulary: dict | None) -> D
             f"data.source: text_corpus needs a byte or bpe vocabulary; the run's is "
             f"{given.kind!r} (a text_dir classifier): score it on text_dir data"
         )
-    parts, words, bytes_per_token, description = text_corpus.read_text_corpus(cfg, base_dir, given)
+    parts, words, bytes_per_token, description, digest = text_corpus.read_text_corpus(
+        cfg, base_dir, given
+    )
+    trained_on = (vocabulary or {}).get("corpus_sha256")
+    if same_corpus and trained_on and trained_on != digest:
+        raise DataError(
+            "data.paths: the files differ from those the run was trained on (added, removed "
+            "or changed since); their documents would be dealt to the splits differently, "
+            "so held-out text could include trained-on text. Restore the files, or score "
+            "other text with `bigmodel evaluate RUN_DIR --data CONFIG`"
+        )
     notes = []
     total = sum(len(pair[0]) for pair in parts.values())
     if cfg.data.limit and cfg.data.limit < total:
@@ -214,7 +229,7 @@ def _load_text_corpus(cfg: Config, base_dir: Path, vocabulary: dict | None) -> D
         splits["test"],
         description,
         notes,
-        vocabulary=words.to_json(),
+        vocabulary={**words.to_json(), "corpus_sha256": trained_on or digest},
     )
     effective_loss(cfg, spec)
     return bundle

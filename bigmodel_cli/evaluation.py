@@ -140,7 +140,13 @@ def evaluate_run(
 
     # Text is encoded with the run's own vocabulary, whatever data is scored.
     vocabulary = run_dir.read_vocabulary(run)
-    bundle = data_lib.load_data(cfg, base_dir, normalization=normalization, vocabulary=vocabulary)
+    bundle = data_lib.load_data(
+        cfg,
+        base_dir,
+        normalization=normalization,
+        vocabulary=vocabulary,
+        same_corpus=data_config is None,
+    )
     arrays = bundle.split(split)
     if arrays is None:
         raise UserError(f"--split {split}: the data has no {split} split (data.{split}_split is 0)")

@@ -15,6 +15,7 @@ padding); a trailing piece shorter than one sequence is dropped.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -147,4 +148,14 @@ def read_text_corpus(cfg: Config, base_dir: Path, vocabulary=None):
         f"text corpus: {len(files)} file(s), {total:,} bytes, {vocabulary.kind} tokens "
         f"(vocabulary {vocabulary.size}), sequences of {length}"
     )
-    return {k: v[:2] for k, v in splits.items()}, vocabulary, bytes_per_token, description
+    parts = {k: v[:2] for k, v in splits.items()}
+    return parts, vocabulary, bytes_per_token, description, corpus_digest(documents)
+
+
+def corpus_digest(documents: list[bytes]) -> str:
+    """SHA-256 of the documents read, in order: the same digest means the same splits."""
+    digest = hashlib.sha256()
+    for doc in documents:
+        digest.update(len(doc).to_bytes(8, "little"))
+        digest.update(doc)
+    return digest.hexdigest()

@@ -310,7 +310,9 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     # === Data ===
     # A resumed run reuses its own vocabulary rather than learning it again.
     saved_vocabulary = run_dir.read_vocabulary(start.run) if start.run is not None else None
-    bundle = data_lib.load_data(cfg, start.base_dir, vocabulary=saved_vocabulary)
+    bundle = data_lib.load_data(
+        cfg, start.base_dir, vocabulary=saved_vocabulary, same_corpus=start.run is not None
+    )
     spec = bundle.spec
     loss_cfg = defaults.effective_loss(cfg, spec)
     metric_names = defaults.effective_metrics(cfg, spec)

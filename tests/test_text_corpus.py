@@ -195,3 +195,25 @@ def test_a_text_dir_vocabulary_cannot_score_a_corpus(tmp_path):
     with pytest.raises(DataError) as excinfo:
         load_data(corpus_cfg(["docs/*.txt"]), tmp_path, vocabulary=words)
     assert "byte or bpe vocabulary" in problems(excinfo)
+
+
+def test_evaluate_refuses_a_corpus_that_changed_since_training(runner, write_config, tmp_path):
+    write_documents(tmp_path / "docs")
+    config = write_config(
+        {
+            "data": {"source": "text_corpus", "paths": ["docs/*.txt"], "sequence_length": 32},
+            "model": {**LM, "d_model": 16},
+            "train": {"epochs": 1, "steps_per_epoch": 2},
+        }
+    )
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 0, result.output
+    run = Path(result.stdout.strip().splitlines()[-1])
+    assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
+    write_documents(tmp_path / "docs", count=21, seed=5)  # one more file, all rewritten
+    changed = runner.invoke(app, ["evaluate", str(run)])
+    assert changed.exit_code == 2 and "data.paths" in changed.output
+    assert "differ from those the run was trained on" in changed.output
+    # Scoring other text on purpose (--data) is still allowed.
+    other = runner.invoke(app, ["evaluate", str(run), "--data", str(config)])
+    assert other.exit_code == 0, other.output
