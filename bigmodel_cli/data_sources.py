@@ -188,11 +188,14 @@ def _capped(problems) -> list[str]:
 # === csv =====================================================================
 
 
-def _csv(path: Path, cfg: Config) -> RawData:
-    data = cfg.data
+def read_csv_rows(
+    path: Path, delimiter: str | None, where: str
+) -> tuple[list[str] | None, list[list[str]], list[int]]:
+    """(header, rows, line numbers) of a csv: UTF-8 (a BOM dropped), blank lines
+    skipped. Training and predict read files the same way; `where` starts messages."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, delimiter=data.delimiter or ",")
+            reader = csv.reader(handle, delimiter=delimiter or ",")
             header = next(reader, None)
             rows, lines = [], []
             for row in reader:
@@ -200,11 +203,17 @@ def _csv(path: Path, cfg: Config) -> RawData:
                     rows.append(row)
                     lines.append(reader.line_num)
     except UnicodeDecodeError as err:
-        raise DataError(f"data.path: {path}: not UTF-8 text (byte {err.start})") from None
+        raise DataError(f"{where}: not UTF-8 text (byte {err.start})") from None
     except csv.Error as err:
-        raise DataError(f"data.path: {path}: malformed csv: {err}") from None
+        raise DataError(f"{where}: malformed csv: {err}") from None
     except OSError as err:
-        raise DataError(f"data.path: {path}: cannot read: {err.strerror}") from None
+        raise DataError(f"{where}: cannot read: {err.strerror}") from None
+    return header, rows, lines
+
+
+def _csv(path: Path, cfg: Config) -> RawData:
+    data = cfg.data
+    header, rows, lines = read_csv_rows(path, data.delimiter, f"data.path: {path}")
     if not header:
         raise DataError(f"data.path: {path}: empty; expected a header row of column names")
     columns = [name.strip() for name in header]

@@ -8,26 +8,32 @@ from pathlib import Path
 
 from bigmodel_cli.errors import DataError
 
+STDLIB = "{stdlib}"
+
+
+def anchored(pattern: str, base_dir: Path) -> str:
+    """`pattern` as it reads from any folder: `{stdlib}`, `~` and absolute patterns as
+    they are, others under `base_dir`, whose name is taken literally (a `[` in the
+    config's folder is not a pattern)."""
+    if pattern.startswith((STDLIB, "~")) or Path(pattern).is_absolute():
+        return pattern
+    return f"{glob.escape(str(base_dir))}/{pattern}"
+
 
 def expand_paths(patterns: list[str], base_dir: Path) -> list[Path]:
-    """Files matched by `patterns`, sorted and without repeats; each pattern must match."""
-    # Folder names are taken literally: a `[` in the config's folder is not a pattern.
+    """Files matched by `patterns`, sorted and without repeats; each pattern must match.
+    (The config schema has already refused NUL characters.)"""
     stdlib = glob.escape(sysconfig.get_paths()["stdlib"])
     found: dict[Path, None] = {}
     problems = []
     for pattern in patterns:
-        if "\x00" in pattern:
-            problems.append(f"data.paths: {pattern!r} contains a NUL character")
-            continue
-        expanded = pattern.replace("{stdlib}", stdlib)
-        if expanded.startswith("~"):
-            expanded = str(Path(expanded).expanduser())
-        relative = not Path(expanded).is_absolute()
-        full = f"{glob.escape(str(base_dir))}/{expanded}" if relative else expanded
+        full = anchored(pattern, base_dir).replace(STDLIB, stdlib)
+        if full.startswith("~"):
+            full = str(Path(full).expanduser())
         matches = sorted(Path(p) for p in glob.glob(full, recursive=True))
         files = [p for p in matches if p.is_file()]
         if not files:
-            where = f" in {base_dir}" if relative else ""
+            where = f" in {base_dir}" if anchored(pattern, base_dir) != pattern else ""
             problems.append(f"data.paths: {pattern!r} matches no file{where}")
         found.update(dict.fromkeys(files))
     if problems:

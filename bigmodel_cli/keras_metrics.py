@@ -216,9 +216,6 @@ class Perplexity(keras.metrics.Metric):
         self.total = self.add_weight("total", initializer="zeros")
         self.count = self.add_weight("count", initializer="zeros")
 
-    def _scale(self, mean_nats):
-        return tf.exp(mean_nats)
-
     def update_state(self, y_true, y_pred, sample_weight=None):
         if self.sparse_labels:
             losses = keras.losses.sparse_categorical_crossentropy(
@@ -234,7 +231,7 @@ class Perplexity(keras.metrics.Metric):
         self.count.assign_add(tf.reduce_sum(weights))
 
     def result(self):
-        return self._scale(tf.math.divide_no_nan(self.total, self.count))
+        return tf.exp(tf.math.divide_no_nan(self.total, self.count))
 
     def get_config(self):
         return {

@@ -25,7 +25,6 @@ Each line: `{"input": ..., "class": ..., "probabilities": {...}}` for classifier
 
 from __future__ import annotations
 
-import csv
 import math
 import zipfile
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ import numpy as np
 
 from bigmodel_cli import config_load, run_dir
 from bigmodel_cli.config import Config
+from bigmodel_cli.data_sources import read_csv_rows
 from bigmodel_cli.errors import DataError, UserError
 from bigmodel_cli.spec import DataSpec
 
@@ -224,22 +224,8 @@ def _csv_columns(trained: TrainedRun, path: Path, header: list[str]) -> list[int
 
 
 def _read_csv(trained: TrainedRun, path: Path) -> tuple[np.ndarray, list[str]]:
-    """As training reads a csv: UTF-8 (a BOM dropped), blank lines skipped."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, delimiter=trained.cfg.data.delimiter or ",")
-            header = next(reader, None)
-            rows, lines = [], []
-            for row in reader:
-                if row and any(cell.strip() for cell in row):
-                    rows.append(row)
-                    lines.append(reader.line_num)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except csv.Error as err:
-        raise DataError(f"{path}: malformed csv: {err}") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    """As training reads a csv (data_sources.read_csv_rows)."""
+    header, rows, lines = read_csv_rows(path, trained.cfg.data.delimiter, str(path))
     if not header or not rows:
         raise DataError(f"{path}: expected a header row and at least one row of values")
     header = [name.strip() for name in header]

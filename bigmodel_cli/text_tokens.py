@@ -81,19 +81,11 @@ def _byte_values(documents) -> tuple[int, ...]:
 # === byte ====================================================================
 
 
-@dataclass(frozen=True)
-class ByteVocabulary:
-    """Ids 0..k-1 stand for the sorted byte values seen in training; id k ends a document
-    and id k+1 is a byte training never saw."""
+class _ByteAlphabet:
+    """The ids byte-level vocabularies share: 0..k-1 for the `byte_values` seen in
+    training, k for end-of-document, k+1 for a byte training never saw."""
 
     byte_values: tuple[int, ...]
-    kind: str = "byte"
-
-    @classmethod
-    def learn(cls, data: bytes | np.ndarray) -> ByteVocabulary:
-        values = np.unique(np.frombuffer(bytes(data), np.uint8) if isinstance(data, bytes)
-                           else np.asarray(data, np.uint8))  # fmt: skip
-        return cls(tuple(int(v) for v in values))
 
     @property
     def size(self) -> int:
@@ -107,14 +99,31 @@ class ByteVocabulary:
     def unknown(self) -> int:
         return len(self.byte_values) + 1
 
+    @cached_property
     def _table(self) -> np.ndarray:
+        """Byte value -> id, -1 for bytes outside the vocabulary."""
         return _byte_table(self.byte_values)
+
+
+@dataclass(frozen=True)
+class ByteVocabulary(_ByteAlphabet):
+    """Ids 0..k-1 stand for the sorted byte values seen in training; id k ends a document
+    and id k+1 is a byte training never saw."""
+
+    byte_values: tuple[int, ...]
+    kind: str = "byte"
+
+    @classmethod
+    def learn(cls, data: bytes | np.ndarray) -> ByteVocabulary:
+        values = np.unique(np.frombuffer(bytes(data), np.uint8) if isinstance(data, bytes)
+                           else np.asarray(data, np.uint8))  # fmt: skip
+        return cls(tuple(int(v) for v in values))
 
     def encode_bytes(self, data: bytes, what: str = "text", strict: bool = True) -> np.ndarray:
         """Token ids of `data`. Bytes outside the vocabulary are an error naming them, or
         with `strict=False` the unknown token."""
         raw = np.frombuffer(data, np.uint8)
-        ids = self._table()[raw]
+        ids = self._table[raw]
         if not strict:
             return np.where(ids < 0, self.unknown, ids)
         if np.any(ids < 0):
@@ -148,7 +157,7 @@ class ByteVocabulary:
 
 
 @dataclass(frozen=True)
-class BPEVocabulary:
+class BPEVocabulary(_ByteAlphabet):
     """Ids 0..k-1 are the sorted byte values seen in training, k ends a document, k+1 is
     a byte training never saw, and k+2+i is the token made by `merges[i]` (a pair of
     earlier ids). Same interface as `ByteVocabulary`."""
@@ -159,19 +168,7 @@ class BPEVocabulary:
 
     @property
     def size(self) -> int:
-        return len(self.byte_values) + 2 + len(self.merges)
-
-    @property
-    def end_of_document(self) -> int:
-        return len(self.byte_values)
-
-    @property
-    def unknown(self) -> int:
-        return len(self.byte_values) + 1
-
-    @cached_property
-    def _table(self) -> np.ndarray:
-        return _byte_table(self.byte_values)
+        return super().size + len(self.merges)
 
     @cached_property
     def _ranks(self) -> dict[tuple[int, int], int]:

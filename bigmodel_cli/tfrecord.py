@@ -68,18 +68,19 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
             x = decode_image(tf, x, tuple(inputs.shape))  # as image_dir decodes files
         return x, example[target]
 
-    xs, ys = [], []
+    xs, ys, records = [], [], 0
     for path in files:  # one file at a time, so an error names its file
         dataset = tf.data.TFRecordDataset([str(path)]).map(parse).batch(4096)
         try:
             for x_batch, y_batch in dataset.as_numpy_iterator():
                 xs.append(x_batch)
                 ys.append(y_batch)
-                if sum(len(b) for b in xs) > MAX_RECORDS:
+                records += len(x_batch)
+                if records > MAX_RECORDS:
                     raise DataError(f"data.paths: more than {MAX_RECORDS:,} records")
                 # Each value is held again as float32 for training: stop before memory
                 # runs out.
-                check_fits_in_memory(sum(len(b) for b in xs), tuple(x_batch.shape[1:]))
+                check_fits_in_memory(records, tuple(x_batch.shape[1:]))
         except tf.errors.DataLossError as err:
             raise DataError(
                 f"data.paths: {path}: not a TFRecord file, or truncated ({op_message(err)})"

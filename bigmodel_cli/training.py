@@ -9,7 +9,6 @@ run directory (the others write to a temporary folder they remove).
 from __future__ import annotations
 
 import contextlib
-import glob
 import math
 import shlex
 import shutil
@@ -109,20 +108,18 @@ def _peer_lost_message(err: BaseException, resume_command: str, is_chief: bool) 
 
 def _absolute_paths(cfg: Config, base_dir: Path) -> Config:
     """The run's config.yaml must work from anywhere: make data.path and data.paths
-    absolute (`{stdlib}` and `~` patterns are already absolute wherever they are read)."""
+    absolute (data.paths are glob patterns: see file_globs.anchored)."""
+    from bigmodel_cli.file_globs import anchored
 
-    def absolute(path: str, pattern: bool = False) -> str:
-        if path.startswith(("{stdlib}", "~")) or Path(path).is_absolute():
-            return path
-        base = str(base_dir.resolve())
-        # data.paths are glob patterns: the folder part must match itself literally.
-        return f"{glob.escape(base)}/{path}" if pattern else str(Path(base) / path)
-
+    base = base_dir.resolve()
     update = {}
     if cfg.data.path:
-        update["path"] = absolute(cfg.data.path)
+        path = cfg.data.path
+        update["path"] = (
+            path if path.startswith("~") or Path(path).is_absolute() else str(base / path)
+        )
     if cfg.data.paths:
-        update["paths"] = [absolute(p, pattern=True) for p in cfg.data.paths]
+        update["paths"] = [anchored(p, base) for p in cfg.data.paths]
     if not update:
         return cfg
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=update)})
