@@ -81,7 +81,10 @@ class Config(Section):
     )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seeds data splits and weights.")
     base: str | None = Field(
-        None, description="Path of a config this one extends (merged key by key)."
+        None,
+        min_length=1,
+        description="Path of a config this one extends (merged key by key); the file then "
+        "holds only the keys it changes.",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Data source and splits.")
     model: ModelConfig = Field(description="Architecture; `type` picks the builder.")
@@ -108,7 +111,10 @@ class Config(Section):
     )
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
 
-    @field_validator("loss", mode="before")
+    # The JSON Schema shows what this validator accepts: a loss name, or the mapping.
+    @field_validator(
+        "loss", mode="before", json_schema_input_type=Literal[LOSSES] | LossConfig | None
+    )
     @classmethod
     def _loss_string_is_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import types
+import typing
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    model_validator,
 )
 
 ModelType = Literal["mlp", "cnn", "rnn", "transformer", "sequential"]
@@ -75,6 +78,35 @@ class Section(BaseModel):
 
     # NaN and infinity pass `gt=0`-style bounds and reach TensorFlow; no key wants them.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_floats_are_ints(cls, data: Any) -> Any:
+        """Configs validate strictly ("3" is not 3), but 3.0 counts as 3 where a whole
+        number is expected: JSON, and so the JSON Schema, cannot tell the two apart."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: _whole_numbers(value, fields[key].annotation) if key in fields else value
+            for key, value in data.items()
+        }
+
+
+def _whole_numbers(value: Any, annotation: Any) -> Any:
+    """`value` with whole floats as ints wherever `annotation` expects an int."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _whole_numbers(value, typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        for member in typing.get_args(annotation):
+            value = _whole_numbers(value, member)
+        return value
+    if annotation is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if origin is list and isinstance(value, list):
+        return [_whole_numbers(item, typing.get_args(annotation)[0]) for item in value]
+    return value
 
 
 Activation = Literal[ACTIVATIONS]  # type: ignore[valid-type]

@@ -7,6 +7,7 @@ Every user mistake becomes a `ConfigError` that carries *all* problems as
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -70,6 +71,16 @@ class _BoundedSafeLoader(yaml.SafeLoader):
                     )
                 seen.add(key)
         return node
+
+
+# YAML 1.2 (and every editor) reads `1e-3` and `1.0e3` as numbers; PyYAML, which follows
+# YAML 1.1, only floats with a dot and a signed exponent, and `1e-3` would be the string
+# "1e-3", which strict validation refuses. The loader reads them as 1.2 does.
+_BoundedSafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
@@ -348,7 +359,9 @@ def validation_problems(error: ValidationError) -> list[str]:
 
 def config_from_mapping(document: dict[str, Any], origin: str = "config") -> Config:
     try:
-        return Config.model_validate(document)
+        # Strict: "3" is not 3 and 1 is not true, so the JSON Schema (`bigmodel schema`)
+        # describes exactly what is accepted; YAML already gives numbers and booleans.
+        return Config.model_validate(document, strict=True)
     except ValidationError as err:
         raise ConfigError(validation_problems(err)) from None
     except RecursionError:
@@ -376,4 +389,7 @@ def dump_config(cfg: Config) -> str:
 
 
 def json_schema() -> dict[str, Any]:
-    return Config.model_json_schema()
+    """The JSON Schema of a config file, as `bigmodel schema` prints it."""
+    from bigmodel_cli.config_schema import json_schema as schema
+
+    return schema()

@@ -75,6 +75,30 @@ class FeatureSpec(Section):
         return shape
 
 
+# The keys each data.source reads (beyond the common ones); any other is an error. The
+# JSON Schema (config_schema.py) states the same rule from this table.
+SOURCE_KEYS: dict[str, set[str]] = {
+    "synthetic": {"task", "examples", "features", "image_shape", "sequence_length",
+                  "vocab_size", "classes", "noise", "augment"},
+    "csv": {"path", "target", "features", "delimiter"},
+    "npz": {"path", "augment"},
+    "image_dir": {"path", "image_size", "color_mode", "augment"},
+    "text_dir": {"path", "tokenizer", "max_tokens", "sequence_length"},
+    "text_corpus": {"paths", "tokenizer", "sequence_length", "vocab_size", "max_bytes"},
+    "tfrecord": {"paths", "feature_spec", "target", "augment"},
+}  # fmt: skip
+SOURCE_SPECIFIC_KEYS = set().union(*SOURCE_KEYS.values())
+# The keys a source cannot do without.
+SOURCE_NEEDS: dict[str, tuple[str, ...]] = {
+    "csv": ("path", "target"),
+    "npz": ("path",),
+    "image_dir": ("path",),
+    "text_dir": ("path",),
+    "text_corpus": ("paths",),
+    "tfrecord": ("paths", "feature_spec", "target"),
+}
+
+
 class DataConfig(Section):
     """Where examples come from, how they are split, batched and normalized."""
 
@@ -187,33 +211,20 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _keys_fit_source(self) -> DataConfig:
-        by_source = {
-            "synthetic": {"task", "examples", "features", "image_shape", "sequence_length",
-                          "vocab_size", "classes", "noise", "augment"},
-            "csv": {"path", "target", "features", "delimiter"},
-            "npz": {"path", "augment"},
-            "image_dir": {"path", "image_size", "color_mode", "augment"},
-            "text_dir": {"path", "tokenizer", "max_tokens", "sequence_length"},
-            "text_corpus": {"paths", "tokenizer", "sequence_length", "vocab_size",
-                            "max_bytes"},
-            "tfrecord": {"paths", "feature_spec", "target", "augment"},
-        }  # fmt: skip
-        allowed = by_source.get(self.source, set())
-        specific = set().union(*by_source.values())
+        allowed = SOURCE_KEYS.get(self.source, set())
         # By value, not by "was it written": config.yaml spells out every default.
         unused = [
             (key, f"data.source={self.source!r} does not use `{key}` (only "
-                  f"{' and '.join(s for s, keys in by_source.items() if key in keys)} do). "
+                  f"{' and '.join(s for s, keys in SOURCE_KEYS.items() if key in keys)} do). "
                   "Remove it.")
-            for key in sorted(specific - allowed)
+            for key in sorted(SOURCE_SPECIFIC_KEYS - allowed)
             if getattr(self, key) is not None
         ]  # fmt: skip
         if unused:
             raise ConfigKeyError.collect(unused)
-        if self.source in ("csv", "npz", "image_dir", "text_dir") and not self.path:
-            raise ConfigKeyError("path", f"data.source={self.source!r} needs `path`.")
-        if self.source in ("text_corpus", "tfrecord") and not self.paths:
-            raise ConfigKeyError("paths", f"data.source={self.source!r} needs `paths`.")
+        for key in ("path", "paths"):
+            if key in SOURCE_NEEDS.get(self.source, ()) and not getattr(self, key):
+                raise ConfigKeyError(key, f"data.source={self.source!r} needs `{key}`.")
         self._check_source_specifics()
         if self.source == "csv" and not self.target:
             raise ConfigKeyError("target", "data.source='csv' needs `target`, the label column.")
@@ -259,7 +270,7 @@ class DataConfig(Section):
                     f"received {len(spec)} ({', '.join(spec) or 'none'}).",
                 )
 
-    @field_validator("paths", mode="before")
+    @field_validator("paths", mode="before", json_schema_input_type=str | list[str] | None)
     @classmethod
     def _one_path_is_a_list(cls, value):
         return [value] if isinstance(value, str) else value
