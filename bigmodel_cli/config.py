@@ -1,7 +1,8 @@
 """The config schema: one strict pydantic model per section of the contract.
 
-The sections live in config_base/config_sections/config_model/config_optim by concern;
-this module assembles `Config` and re-exports every name, so callers import from here.
+The sections live in config_base/config_data/config_sections/config_model/config_optim by
+concern; this module assembles `Config` and re-exports every name, so callers import from
+here. `config_schema` turns them into the JSON Schema of a config file.
 
 Nothing here imports TensorFlow, so `bigmodel validate --no-build` and config errors
 answer instantly. Loading (YAML, `base:` inheritance, `--set` overrides) and turning
@@ -28,6 +29,7 @@ from bigmodel_cli.config_base import (
     ConfigKeyError,
     Section,
 )
+from bigmodel_cli.config_data import DataConfig
 from bigmodel_cli.config_model import (
     MODEL_CLASSES,
     CNNConfig,
@@ -47,7 +49,6 @@ from bigmodel_cli.config_optim import (
 )
 from bigmodel_cli.config_sections import (
     CheckpointConfig,
-    DataConfig,
     DistributeConfig,
     EarlyStoppingConfig,
     LossConfig,

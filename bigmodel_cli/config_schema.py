@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from bigmodel_cli.config import Config, DataConfig
-from bigmodel_cli.config_sections import SOURCE_KEYS, SOURCE_NEEDS, SOURCE_SPECIFIC_KEYS
+from bigmodel_cli.config_data import SOURCE_KEYS, SOURCE_NEEDS, SOURCE_SPECIFIC_KEYS
 from bigmodel_cli.layer_allowlist import _REFUSED_ARGUMENTS, ALLOWED_LAYERS
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"  # what pydantic emits
