@@ -284,7 +284,8 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ " Did you mean 'x'?" for the choice closest to `word`, or "" when none is close."""
     choices = list(choices)
     prefixed = [c for c in choices if len(str(word)) >= 2 and c.startswith(str(word))]
     close = prefixed or difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
@@ -308,7 +309,7 @@ def _describe(error: dict[str, Any]) -> str:
         if parent_loc[:1] == ("model",) and len(parent_loc) == 2:
             owner = f"model.type={parent_loc[1]!r}"
         return (
-            f"{dotted}: {owner} does not accept `{last}`.{_suggest(last, allowed)} "
+            f"{dotted}: {owner} does not accept `{last}`.{did_you_mean(last, allowed)} "
             f"Expected one of: {', '.join(allowed)}. Received: {last}={_short(error['input'])}"
         )
     if kind == "missing":
@@ -318,7 +319,7 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "union_tag_invalid":
         tag = ctx.get("tag")
         return (
-            f"{dotted}.type: unknown type {tag!r}.{_suggest(tag, MODEL_CLASSES)} "
+            f"{dotted}.type: unknown type {tag!r}.{did_you_mean(tag, MODEL_CLASSES)} "
             f"Expected one of: {', '.join(MODEL_CLASSES)}"
         )
     if kind == "literal_error":
@@ -326,7 +327,7 @@ def _describe(error: dict[str, Any]) -> str:
                     .split(",") if e.strip()]  # fmt: skip
         value = error["input"]
         return (
-            f"{dotted}: unknown value {_short(value)}.{_suggest(value, expected)} "
+            f"{dotted}: unknown value {_short(value)}.{did_you_mean(value, expected)} "
             f"Expected one of: {', '.join(expected)}"
         )
     if kind == "value_error":

@@ -119,7 +119,10 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score a run's model on a split of its data (or of `data_config`'s data section)."""
     if split not in SPLITS:
-        raise UserError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+        hint = config_load.did_you_mean(split, SPLITS)
+        raise UserError(
+            f"--split {split!r}: unknown split.{hint} Expected one of {', '.join(SPLITS)}"
+        )
     import_tensorflow()
     run = run_dir.RunDir(path)
     if not run_dir.is_run_dir(path):

@@ -291,3 +291,14 @@ def test_resolved_config_reloads(path: Path, tmp_path: Path):
 def test_set_base_is_refused(write_config):
     path = write_config(MINIMAL)
     assert any(p.startswith("--set base:") for p in problems_of(path, ["base=other.yaml"]))
+
+
+@pytest.mark.parametrize(
+    "split,close", [("tset", "test"), ("val", "validation"), ("trian", "train")]
+)
+def test_evaluate_suggests_the_split_meant(runner, tmp_path, split, close):
+    # The split is checked first: no run directory (nor TensorFlow) is needed to be told.
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--split", split])
+    assert result.exit_code == 2, result.output
+    assert f"Did you mean {close!r}?" in result.stderr
+    assert no_traceback(result.output)
