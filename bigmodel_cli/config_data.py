@@ -3,6 +3,7 @@ and which keys each `data.source` reads."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -46,6 +47,37 @@ SOURCE_NEEDS: dict[str, tuple[str, ...]] = {
     "text_corpus": ("paths",),
     "tfrecord": ("paths", "feature_spec", "target"),
 }
+
+
+# A key another source spells differently: (the key this source reads, how to write it).
+SIBLING_KEYS: dict[str, tuple[str, str]] = {
+    "path": ("paths", "a list of files or glob patterns; write `paths: [{value}]`"),
+    "paths": ("path", "one {what}; write `path: {first}`"),
+    "image_shape": ("image_size", "write `image_size: {hw}` (channels come from `color_mode`)"),
+    "image_size": ("image_shape", "[height, width, channels]"),
+    "max_tokens": ("vocab_size", "the size of its `tokenizer: bpe` vocabulary"),
+    "vocab_size": ("max_tokens", "the size of its vocabulary"),
+}
+
+
+def _unused_key(source: str, key: str, value: object) -> str:
+    """The message for a data key `source` does not read, naming the key it reads instead
+    when another source spells the same setting differently."""
+    users = [s for s, keys in SOURCE_KEYS.items() if key in keys]
+    listing = " and ".join([", ".join(users[:-1]), users[-1]] if len(users) > 1 else users)
+    verb = "do" if len(users) > 1 else "does"
+    message = f"data.source={source!r} does not use `{key}` (only {listing} {verb})."
+    sibling, how = SIBLING_KEYS.get(key, ("", ""))
+    if sibling not in SOURCE_KEYS.get(source, ()):
+        return f"{message} Remove it."
+    values = value if isinstance(value, list) else [value]
+    how = how.format(
+        value=", ".join(json.dumps(v) for v in values),
+        first=json.dumps(values[0]) if len(values) == 1 else "FILE",
+        what="folder" if source in ("image_dir", "text_dir") else "file",
+        hw=json.dumps(values[:2]),
+    )
+    return f"{message} It reads `{sibling}` instead: {how}."
 
 
 class DataConfig(Section):
@@ -163,12 +195,10 @@ class DataConfig(Section):
         allowed = SOURCE_KEYS.get(self.source, set())
         # By value, not by "was it written": config.yaml spells out every default.
         unused = [
-            (key, f"data.source={self.source!r} does not use `{key}` (only "
-                  f"{' and '.join(s for s, keys in SOURCE_KEYS.items() if key in keys)} do). "
-                  "Remove it.")
+            (key, _unused_key(self.source, key, getattr(self, key)))
             for key in sorted(SOURCE_SPECIFIC_KEYS - allowed)
             if getattr(self, key) is not None
-        ]  # fmt: skip
+        ]
         if unused:
             raise ConfigKeyError.collect(unused)
         for key in ("path", "paths"):

@@ -114,6 +114,30 @@ BAD_CASES = [
         "data.classes",
         "does not use",
     ),
+    (
+        "text_corpus given one path",
+        {**MINIMAL, "data": {"source": "text_corpus", "path": "corpus.txt"}},
+        "data.path",
+        'write `paths: ["corpus.txt"]`',
+    ),
+    (
+        "csv given paths",
+        {**MINIMAL, "data": {"source": "csv", "paths": ["a.csv"], "target": "y"}},
+        "data.paths",
+        'write `path: "a.csv"`',
+    ),
+    (
+        "image_dir given image_shape",
+        {**MINIMAL, "data": {"source": "image_dir", "path": "d", "image_shape": [8, 8, 1]}},
+        "data.image_shape",
+        "write `image_size: [8, 8]`",
+    ),
+    (
+        "text_dir given vocab_size",
+        {**MINIMAL, "data": {"source": "text_dir", "path": "d", "vocab_size": 500}},
+        "data.vocab_size",
+        "reads `max_tokens` instead",
+    ),
     ("name escapes output dir", {**MINIMAL, "name": "../evil"}, "name", "plain folder name"),
     ("section not a mapping", {**MINIMAL, "train": 5}, "train", "mapping"),
     (
