@@ -29,7 +29,12 @@ from bigmodel_cli.config_base import (
     ConfigKeyError,
     Section,
 )
-from bigmodel_cli.config_data import DataConfig
+from bigmodel_cli.config_data import (
+    MAX_SEQUENCE_LENGTH,
+    SEQUENCE_SOURCES,
+    SEQUENCE_TASKS,
+    DataConfig,
+)
 from bigmodel_cli.config_model import (
     MODEL_CLASSES,
     CNNConfig,
@@ -119,6 +124,31 @@ class Config(Section):
     @classmethod
     def _loss_string_is_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_length_is_the_default_sequence_length(cls, document: Any) -> Any:
+        """A transformer's `max_length` is the sequence length meant when the data has no
+        `sequence_length` of its own (else the data's default would exceed it)."""
+        if not isinstance(document, dict):
+            return document
+        model, data = document.get("model"), document.get("data", {})
+        if not isinstance(model, dict) or not isinstance(data, dict):
+            return document
+        length = model.get("max_length")
+        if (
+            model.get("type") != "transformer"
+            or type(length) is not int  # a bool or a string is reported by the schema
+            or not 1 <= length <= MAX_SEQUENCE_LENGTH
+            or data.get("sequence_length") is not None
+        ):
+            return document
+        source = data.get("source")
+        if source in SEQUENCE_SOURCES or (
+            source == "synthetic" and data.get("task") in SEQUENCE_TASKS
+        ):
+            return {**document, "data": {**data, "sequence_length": length}}
+        return document
 
     @field_validator("name")
     @classmethod

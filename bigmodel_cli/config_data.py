@@ -25,6 +25,11 @@ from bigmodel_cli.config_sections import (
     FeatureSpec,
 )
 
+MAX_SEQUENCE_LENGTH = 100_000
+# Sources whose examples are cut to `sequence_length` (synthetic: for these tasks only).
+SEQUENCE_SOURCES = ("text_dir", "text_corpus")
+SEQUENCE_TASKS = ("sequence", "language_model")
+
 # The keys each data.source reads (beyond the common ones); any other is an error. The
 # JSON Schema (config_schema.py) states the same rule from this table.
 SOURCE_KEYS: dict[str, set[str]] = {
@@ -125,7 +130,12 @@ class DataConfig(Section):
         None, description="synthetic image: [height, width, channels] (default [16, 16, 1])."
     )
     sequence_length: PositiveInt | None = Field(
-        None, le=100_000, description="synthetic sequence/language_model: steps per example."
+        None,
+        le=MAX_SEQUENCE_LENGTH,
+        description="synthetic sequence/language_model, text_dir, text_corpus: tokens (or "
+        "steps) per example. Default: a transformer's `model.max_length` when set, else 32 "
+        "(synthetic sequence), 64 (synthetic language_model), 200 (text_dir), 256 "
+        "(text_corpus).",
     )
     vocab_size: PositiveInt | None = Field(
         None,

@@ -105,7 +105,10 @@ class TransformerConfig(ModelCommon):
     )
     vocab_size: PositiveInt | None = Field(None, description="Token vocabulary (default: data).")
     max_length: PositiveInt | None = Field(
-        None, description="Longest sequence (default: data's sequence length)."
+        None,
+        description="Longest sequence (default: the data's sequence length). Without "
+        "`data.sequence_length`, text_dir, text_corpus and synthetic sequence/language_model "
+        "data use it as their sequence length; with both, max_length >= sequence_length.",
     )
     d_model: PositiveInt = Field(128, description="Width of the residual stream.")
     num_heads: PositiveInt = Field(4, description="Attention heads (must divide d_model).")

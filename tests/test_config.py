@@ -326,3 +326,41 @@ def test_evaluate_suggests_the_split_meant(runner, tmp_path, split, close):
     assert result.exit_code == 2, result.output
     assert f"Did you mean {close!r}?" in result.stderr
     assert no_traceback(result.output)
+
+
+LM = {"type": "transformer", "task": "language_model", "d_model": 16, "num_heads": 2}
+SEQUENCE_DATA = {
+    "text_corpus": {"source": "text_corpus", "paths": ["*.txt"]},
+    "text_dir": {"source": "text_dir", "path": "texts"},
+    "synthetic language_model": {"source": "synthetic", "task": "language_model"},
+    "synthetic sequence": {"source": "synthetic", "task": "sequence", "vocab_size": 20},
+}
+
+
+@pytest.mark.parametrize("data", SEQUENCE_DATA.values(), ids=list(SEQUENCE_DATA))
+def test_max_length_is_the_default_sequence_length(write_config, data):
+    model = {**LM, "max_length": 48}
+    if data["source"] == "text_dir" or data.get("task") == "sequence":
+        model["task"] = "classify"
+    cfg = load_config(write_config({**MINIMAL, "data": data, "model": model}))
+    assert cfg.data.sequence_length == 48
+    # Given both, each keeps its value (max_length >= sequence_length is checked with data).
+    both = {**data, "sequence_length": 32}
+    cfg = load_config(write_config({**MINIMAL, "data": both, "model": model}))
+    assert (cfg.data.sequence_length, cfg.model.max_length) == (32, 48)
+
+
+def test_max_length_leaves_other_data_alone(write_config):
+    model = {**LM, "task": "classify", "max_length": 48}
+    for data in ({"source": "synthetic", "task": "classification"}, {"source": "digits"}):
+        cfg = load_config(write_config({**MINIMAL, "data": data, "model": model}))
+        assert cfg.data.sequence_length is None
+
+
+@pytest.mark.slow
+def test_a_language_model_with_only_max_length_builds(runner, write_config):
+    data = {"source": "synthetic", "task": "language_model", "examples": 64}
+    path = write_config({**MINIMAL, "data": data, "model": {**LM, "max_length": 16}})
+    result = runner.invoke(app, ["validate", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["input_shape"] == [16]
