@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from bigmodel_cli.config_base import (
+    MAX_INT,
     ConfigKeyError,
     DataSource,
     Fraction,
@@ -35,7 +36,7 @@ SEQUENCE_TASKS = ("sequence", "language_model")
 SOURCE_KEYS: dict[str, set[str]] = {
     "synthetic": {"task", "examples", "features", "image_shape", "sequence_length",
                   "vocab_size", "classes", "noise", "augment"},
-    "csv": {"path", "target", "features", "delimiter"},
+    "csv": {"path", "target", "features", "delimiter", "header", "skip_rows"},
     "npz": {"path", "augment"},
     "image_dir": {"path", "image_size", "color_mode", "augment"},
     "text_dir": {"path", "tokenizer", "max_tokens", "sequence_length"},
@@ -193,11 +194,26 @@ class DataConfig(Section):
         description="tfrecord: the features of each record, by name; `target` names the "
         "label and the one other feature is the input.",
     )
-    target: str | None = Field(
-        None, description="csv: name of the label column; tfrecord: name of the label feature."
+    target: str | int | None = Field(
+        None,
+        description="csv: the label column, by name or by position (0 is the first column, "
+        "-1 the last); tfrecord: the name of the label feature.",
     )
     delimiter: str | None = Field(
         None, min_length=1, max_length=1, description="csv: field separator (default `,`)."
+    )
+    header: bool | None = Field(
+        None,
+        description="csv: the first row holds the column names (default true). With false, "
+        "every row is data and the columns are named column_0, column_1, ...",
+    )
+    skip_rows: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_INT,
+        description="csv: rows to skip at the start of the file, before the header (or the "
+        "data), e.g. 1 for a first line that is neither, as in scikit-learn's own csv files "
+        "(`150,4,setosa,versicolor,virginica`). Default 0.",
     )
 
     @model_validator(mode="after")
@@ -215,8 +231,10 @@ class DataConfig(Section):
             if key in SOURCE_NEEDS.get(self.source, ()) and not getattr(self, key):
                 raise ConfigKeyError(key, f"data.source={self.source!r} needs `{key}`.")
         self._check_source_specifics()
-        if self.source == "csv" and not self.target:
-            raise ConfigKeyError("target", "data.source='csv' needs `target`, the label column.")
+        if self.source == "csv" and self.target in (None, ""):
+            raise ConfigKeyError(
+                "target", "data.source='csv' needs `target`, the label column (name or index)."
+            )
         if self.source == "synthetic" and isinstance(self.features, list):
             raise ConfigKeyError("features", "synthetic data takes a number of features.")
         if self.source == "csv" and isinstance(self.features, int):
@@ -248,7 +266,7 @@ class DataConfig(Section):
             raise ConfigKeyError("image_size", "expected [height, width].")
         if self.source == "tfrecord":
             spec = self.feature_spec or {}
-            if not self.target or self.target not in spec:
+            if not isinstance(self.target, str) or self.target not in spec:
                 raise ConfigKeyError(
                     "target", "tfrecord needs `target`, the name of a feature in feature_spec."
                 )

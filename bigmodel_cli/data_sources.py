@@ -20,7 +20,6 @@ are one-hot rows become class ids unless the loss is a regression loss.
 
 from __future__ import annotations
 
-import csv
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,7 +87,11 @@ def read_source(cfg: Config, base_dir: Path) -> RawData:
         raise DataError(f"data.path: {path}: no such file")
     if not path.is_file():
         raise DataError(f"data.path: {path}: not a file")
-    return _csv(path, cfg) if source == "csv" else _npz(path, cfg)
+    if source == "csv":
+        from bigmodel_cli.csv_source import read_csv_source
+
+        return read_csv_source(path, cfg)
+    return _npz(path, cfg)
 
 
 def _builtin(source: str) -> RawData:
@@ -130,10 +133,10 @@ def encode_target(
         )
     if not classify:
         if numeric is None:
-            bad = [i for i, v in enumerate(values) if _number(v) is None]
+            bad = [i for i, v in enumerate(values) if finite_number(v) is None]
             loss = cfg.loss.name if cfg.loss else "a regression loss"
             raise DataError(
-                _capped(
+                capped(
                     f"{where(i)}: {str(values[i])!r} is not a number ({loss} needs numbers)"
                     for i in bad
                 )
@@ -142,7 +145,7 @@ def encode_target(
     if numeric is not None:
         bad = np.flatnonzero((numeric < 0) | (numeric != np.round(numeric)))
         if len(bad):
-            problems = _capped(
+            problems = capped(
                 f"{where(i)}: class labels must be integers >= 0; received {str(values[i])!r}"
                 for i in bad
             )
@@ -160,7 +163,7 @@ def encode_target(
     return "classification", y.astype(np.int64).reshape(-1), names
 
 
-def _number(text) -> float | None:
+def finite_number(text) -> float | None:
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -173,118 +176,16 @@ def _as_numbers(values: np.ndarray) -> np.ndarray | None:
     if values.dtype.kind in "biuf":
         numbers = values.astype(np.float64)
         return numbers if np.all(np.isfinite(numbers)) else None
-    numbers = [_number(v) for v in values]
+    numbers = [finite_number(v) for v in values]
     return None if any(v is None for v in numbers) else np.asarray(numbers, dtype=np.float64)
 
 
-def _capped(problems) -> list[str]:
+def capped(problems) -> list[str]:
     problems = list(problems)
     if len(problems) > MAX_PROBLEMS:
         extra = len(problems) - MAX_PROBLEMS
         problems = problems[:MAX_PROBLEMS] + [f"... and {extra} more like these"]
     return problems
-
-
-# === csv =====================================================================
-
-
-def read_csv_rows(
-    path: Path, delimiter: str | None, where: str
-) -> tuple[list[str] | None, list[list[str]], list[int]]:
-    """(header, rows, line numbers) of a csv: UTF-8 (a BOM dropped), blank lines
-    skipped. Training and predict read files the same way; `where` starts messages."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, delimiter=delimiter or ",")
-            header = next(reader, None)
-            rows, lines = [], []
-            for row in reader:
-                if row and any(cell.strip() for cell in row):  # skip blank lines
-                    rows.append(row)
-                    lines.append(reader.line_num)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{where}: not UTF-8 text (byte {err.start})") from None
-    except csv.Error as err:
-        raise DataError(f"{where}: malformed csv: {err}") from None
-    except OSError as err:
-        raise DataError(f"{where}: cannot read: {err.strerror}") from None
-    return header, rows, lines
-
-
-def _csv(path: Path, cfg: Config) -> RawData:
-    data = cfg.data
-    header, rows, lines = read_csv_rows(path, data.delimiter, f"data.path: {path}")
-    if not header:
-        raise DataError(f"data.path: {path}: empty; expected a header row of column names")
-    columns = [name.strip() for name in header]
-    dupes = sorted({c for c in columns if columns.count(c) > 1})
-    if dupes:
-        raise DataError(f"{path}: header repeats column(s) {', '.join(dupes)}")
-    listing = ", ".join(columns)
-    problems = []
-    if data.target not in columns:
-        problems.append(
-            f"data.target: column {data.target!r} not in {path}; columns are {listing}"
-            + (f" (is the delimiter {data.delimiter or ','!r} right?)" if len(columns) == 1 else "")
-        )
-    features = list(data.features) if data.features else [c for c in columns if c != data.target]
-    problems += [
-        f"data.features: column {name!r} not in {path}; columns are {listing}"
-        for name in features
-        if name not in columns
-    ]
-    if data.target in features:
-        problems.append(f"data.features: lists the target column {data.target!r}")
-    if not features:
-        problems.append(f"data.features: {path} has no column besides the target")
-    if problems:
-        raise DataError(problems)
-    if not rows:
-        raise DataError(f"data.path: {path}: has a header but no data rows")
-
-    wrong_width = [
-        f"{path} line {line}: {len(row)} fields, expected {len(columns)} (delimiter "
-        f"{data.delimiter or ','!r})"
-        for row, line in zip(rows, lines, strict=True)
-        if len(row) != len(columns)
-    ]
-    if wrong_width:
-        raise DataError(_capped(wrong_width))
-    feature_index = [columns.index(name) for name in features]
-    target_index = columns.index(data.target)
-    x = np.empty((len(rows), len(features)), dtype=np.float32)
-    problems = []
-    for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
-        for c, col in enumerate(feature_index):
-            cell = row[col].strip()
-            value = _number(cell)
-            if value is None:
-                why = "empty cell" if not cell else f"{cell!r} is not a finite number"
-                problems.append(f"{path} line {line}, column {columns[col]!r}: {why}")
-            else:
-                x[r, c] = value
-        if not row[target_index].strip():
-            problems.append(f"{path} line {line}, column {data.target!r}: empty cell")
-    if problems:
-        raise DataError(_capped(problems))
-    targets = np.asarray([row[target_index].strip() for row in rows])
-    task, y, names = encode_target(
-        targets,
-        cfg,
-        lambda i: f"{path} line {lines[i]}, column {data.target!r}",
-        f"data.target: column {data.target!r} of {path}",
-    )
-    description = f"csv {path}: {len(rows)} rows, {len(features)} features, target {data.target!r}"
-    return RawData(
-        x,
-        y,
-        task,
-        "tabular",
-        description,
-        len(names) if names else None,
-        names,
-        feature_names=tuple(features),  # the columns of x, in order: predict reads by name
-    )
 
 
 # === npz =====================================================================

@@ -12,8 +12,10 @@ vocabulary, the same layout):
   `text_dir` runs;
 - `.csv` (UTF-8) with a header row, one example per non-blank row: a run trained on a
   csv takes its feature columns by name, in the training order (other columns, like the
-  target, are ignored); any other run takes every column, which must then be numbers, as
-  many as one example has values;
+  target, are ignored), and reads the file with the run's `delimiter`, `skip_rows` and
+  `header` (with `header: false`, by position: the columns of the training file, the
+  target's may be left off when it was last); any other run takes every column, which
+  must then be numbers, as many as one example has values;
 - `.npz` holding `x` (or `x_test`): one example per row, in the data's native shape.
 
 A model that reads token ids takes whole numbers in [0, vocabulary size) only. Every
@@ -36,7 +38,7 @@ import numpy as np
 
 from bigmodel_cli import config_load, run_dir
 from bigmodel_cli.config import Config
-from bigmodel_cli.data_sources import read_csv_rows
+from bigmodel_cli.csv_source import read_csv_table
 from bigmodel_cli.errors import DataError, UserError
 from bigmodel_cli.spec import DataSpec
 
@@ -216,7 +218,8 @@ def _csv_columns(trained: TrainedRun, path: Path, header: list[str]) -> list[int
         )
     missing = [c for c in wanted if c not in header]
     if missing:
-        raise DataError(f"{path}: no column(s) {', '.join(missing)} (the run's features)")
+        how = " (the run reads csv files without a header row)" if data.header is False else ""
+        raise DataError(f"{path}: no column(s) {', '.join(missing)} (the run's features){how}")
     repeated = [c for c in wanted if header.count(c) > 1]
     if repeated:
         raise DataError(f"{path}: header repeats column(s) {', '.join(repeated)}")
@@ -224,11 +227,13 @@ def _csv_columns(trained: TrainedRun, path: Path, header: list[str]) -> list[int
 
 
 def _read_csv(trained: TrainedRun, path: Path) -> tuple[np.ndarray, list[str]]:
-    """As training reads a csv (data_sources.read_csv_rows)."""
-    header, rows, lines = read_csv_rows(path, trained.cfg.data.delimiter, str(path))
+    """As training read its csv (csv_source.read_csv_table, with the run's delimiter,
+    skip_rows and header)."""
+    table = read_csv_table(path, trained.cfg.data, str(path))
+    header, rows, lines = table.columns, table.rows, table.lines
     if not header or not rows:
-        raise DataError(f"{path}: expected a header row and at least one row of values")
-    header = [name.strip() for name in header]
+        what = "a header row and " if table.header_line is not None else ""
+        raise DataError(f"{path}: expected {what}at least one row of values")
     columns = _csv_columns(trained, path, header)
     x = np.empty((len(rows), len(columns)), np.float64)  # float64: token ids stay exact
     for r, (row, line) in enumerate(zip(rows, lines, strict=True)):

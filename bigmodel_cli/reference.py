@@ -54,8 +54,19 @@ def _choices(annotation) -> str:
     return " (" + " \\| ".join(str(v) for v in values) + ")" if 1 < len(values) <= 12 else ""
 
 
+# Said once above the tables: how values are read, and where the same rules are for tools.
+PREAMBLE = [
+    'Values are checked strictly, as the JSON Schema states them: `epochs: "3"` (a '
+    "string) is refused, `epochs: 3.0` is 3, and `1e-3` is a number (as YAML 1.2 and "
+    "editors read it). `bigmodel schema` prints these tables as a JSON Schema (draft "
+    "2020-12) for editors and CI; a file with `base:` is checked as overrides (no key "
+    "required), and rules across keys are checked by `bigmodel validate`.",
+    "",
+]
+
+
 def markdown() -> str:
-    lines: list[str] = []
+    lines: list[str] = list(PREAMBLE)
     common = set(schema.ModelCommon.model_fields)
     for title, section in SECTIONS:
         fields = section.model_fields

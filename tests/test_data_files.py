@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn
 from data_helpers import MODELS, make_cfg, problems  # noqa: F401
 
 from bigmodel_cli.config import Config
@@ -214,3 +215,151 @@ def test_npz_wrong_keys_and_not_npz(tmp_path):
     junk = write(tmp_path, "not a zip", "junk.npz")
     with pytest.raises(DataError, match="not a readable .npz"):
         load_data(npz_cfg(junk), tmp_path)
+
+
+# === csv without a header row ================================================
+
+SKLEARN_DATA = Path(sklearn.__file__).parent / "datasets" / "data"
+IRIS_CSV, WINE_CSV = SKLEARN_DATA / "iris.csv", SKLEARN_DATA / "wine_data.csv"
+
+
+def test_csv_without_header_names_columns_by_position(tmp_path):
+    rows = "".join(f"{i / 2},{i % 3},{['dog', 'cat', 'emu'][i % 3]}\n" for i in range(30))
+    path = write(tmp_path, rows)
+    for target in (2, -1, "column_2"):
+        bundle = load_data(csv_cfg(path, header=False, target=target), tmp_path)
+        assert bundle.spec.feature_names == ("column_0", "column_1")
+        assert bundle.spec.class_names == ("cat", "dog", "emu")
+        assert len(bundle.train.x) + len(bundle.validation.x) + len(bundle.test.x) == 30
+    bundle = load_data(csv_cfg(path, header=False, target=0, features=["column_1"]), tmp_path)
+    assert bundle.spec.feature_names == ("column_1",) and bundle.spec.task == "regression"
+
+
+def test_csv_target_by_position_with_a_header(tmp_path):
+    path = write(tmp_path, "a,b,kind\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(20)))
+    bundle = load_data(csv_cfg(path, target=-1), tmp_path)
+    assert bundle.spec.feature_names == ("a", "b") and bundle.spec.num_classes == 2
+
+
+def test_csv_target_position_out_of_range(tmp_path):
+    path = write(tmp_path, "1,2,0\n3,4,1\n")
+    with pytest.raises(DataError) as err:
+        load_data(csv_cfg(path, header=False, target=3), tmp_path)
+    assert problems(err) == (
+        f"data.target: column index 3, but {path} has 3 columns (0 to 2, or -1 for the last)"
+    )
+    with pytest.raises(DataError, match=r"\(data.header is false\); or give the column's"):
+        load_data(csv_cfg(path, header=False), tmp_path)
+
+
+def test_a_header_of_numbers_is_pointed_out(tmp_path):
+    path = write(tmp_path, "".join(f"{i}.5,{i * 3 + 1},{i % 2}\n" for i in range(20)))
+    bundle = load_data(csv_cfg(path, target=-1), tmp_path)  # reads, but says so
+    assert any("looks like data, not a header: set data.header: false" in n for n in bundle.notes)
+    with pytest.raises(DataError) as err:
+        load_data(csv_cfg(path), tmp_path)  # target 'label' is not among 0.5, 1, 0
+    assert "looks like data, not a header" in problems(err)
+    repeated = write(tmp_path, "1,1,0\n2,2,1\n", "repeated.csv")
+    with pytest.raises(DataError, match="header repeats column.*\n.*looks like data"):
+        load_data(csv_cfg(repeated, target=-1), tmp_path)
+    assert not any("looks like" in n for n in load_data(csv_cfg(path, header=False, target=-1),
+                                                          tmp_path).notes)  # fmt: skip
+
+
+def test_sklearn_iris_csv_header_is_pointed_out():
+    with pytest.raises(DataError) as err:
+        load_data(csv_cfg(IRIS_CSV, target="species"), SKLEARN_DATA)
+    assert err.value.problems[0].startswith("data.target: column 'species' not in")
+    assert err.value.problems[1] == (
+        f"{IRIS_CSV} line 1: column names 150, 4 are numbers; if the first line "
+        "(`150,4,setosa,versicolor,virginica`) is not a header, set data.header: false, and "
+        "data.skip_rows: 1 if it is not data either (as in scikit-learn's own csv files)"
+    )
+    with pytest.raises(DataError) as err:
+        load_data(csv_cfg(IRIS_CSV, header=False, target=-1), SKLEARN_DATA)
+    assert err.value.problems[-1] == (
+        f"{IRIS_CSV} line 1: only the first row (`150,4,setosa,versicolor,virginica`) is "
+        "unlike the others; if it is not data (as in scikit-learn's own csv files), set "
+        "data.skip_rows: 1 to skip it"
+    )
+
+
+def test_sklearn_wine_csv_gets_one_message_not_one_per_row():
+    with pytest.raises(DataError) as err:
+        load_data(csv_cfg(WINE_CSV, target=-1), SKLEARN_DATA)
+    assert err.value.problems == [
+        f"{WINE_CSV}: all 178 rows have 14 fields, but the header (line 1: "
+        "`178,13,class_0,class_1,class_2`) has 5: the first line may not be a header. If it "
+        "is a line to skip (as in scikit-learn's own csv files), set data.skip_rows: 1 and "
+        "data.header: false; if it is data, set data.header: false"
+    ]
+    with pytest.raises(DataError) as err:
+        load_data(csv_cfg(WINE_CSV, header=False, target=-1), SKLEARN_DATA)
+    assert err.value.problems[0] == f"{WINE_CSV} line 1: 5 fields, expected 14 (delimiter ',')"
+    assert "set data.skip_rows: 1 to skip it" in err.value.problems[1]
+
+
+@pytest.mark.parametrize(("path", "features", "classes"), [(IRIS_CSV, 4, 3), (WINE_CSV, 13, 3)])
+def test_sklearn_csv_files_read_with_skip_rows_and_no_header(path, features, classes):
+    bundle = load_data(csv_cfg(path, header=False, skip_rows=1, target=-1), SKLEARN_DATA)
+    assert bundle.spec.input_shape == (features,) and bundle.spec.num_classes == classes
+    assert bundle.spec.class_names == ("0", "1", "2") and not bundle.notes[:-1]
+
+
+def test_skip_rows_past_the_end_is_an_empty_file(tmp_path):
+    path = write(tmp_path, "a,label\n1,x\n")
+    with pytest.raises(DataError, match="empty; expected a header row"):
+        load_data(csv_cfg(path, skip_rows=2**31 - 1), tmp_path)  # and does not loop 2**31 times
+
+
+def test_header_keys_are_csv_only_and_target_may_be_0():
+    from bigmodel_cli.config_load import ConfigError, config_from_mapping
+
+    model = {"type": "mlp"}
+    cfg = config_from_mapping({"model": model, "data": csv_cfg("a.csv", target=0).data.model_dump(
+        exclude_none=True)})  # fmt: skip
+    assert cfg.data.target == 0
+    with pytest.raises(ConfigError, match="data.header: data.source='npz' does not use"):
+        config_from_mapping(
+            {"model": model, "data": {"source": "npz", "path": "x", "header": False}}
+        )
+    with pytest.raises(ConfigError, match="data.target: tfrecord needs `target`, the name"):
+        spec = {"x": {"dtype": "float32"}, "y": {"dtype": "int64"}}
+        data = {"source": "tfrecord", "paths": "a", "feature_spec": spec, "target": 1}
+        config_from_mapping({"model": model, "data": data})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [IRIS_CSV, WINE_CSV], ids=["iris", "wine"])
+def test_an_mlp_learns_sklearn_csv_files_and_predicts_them(path, tmp_path):
+    """scikit-learn's own files, read as they are (a counts line, no header): an MLP beats
+    chance (1/3) by far, and predict reads the same file with the run's settings."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from bigmodel_cli.cli import app
+
+    config = tmp_path / "config.yaml"
+    data = {"source": "csv", "path": str(path), "header": False, "skip_rows": 1, "target": -1,
+            "batch_size": 16}  # fmt: skip
+    config.write_text(yaml.safe_dump({
+        "name": path.stem, "data": data, "model": {"type": "mlp", "dense": [16]},
+        "optimizer": {"learning_rate": 0.01}, "train": {"epochs": 40},
+        "output": {"dir": str(tmp_path / "runs")},
+    }))  # fmt: skip
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["test"]["accuracy"] > 0.8, summary["test"]
+    assert summary["data"]["spec"]["feature_names"][0] == "column_0"
+
+    run = next((tmp_path / "runs" / path.stem).iterdir())
+    result = runner.invoke(app, ["predict", str(run), str(path)])
+    assert result.exit_code == 0, result.output
+    predicted = [int(json.loads(line)["class"]) for line in result.stdout.splitlines()]
+    labels = [int(row.rsplit(",", 1)[1]) for row in path.read_text().splitlines()[1:]]
+    assert len(predicted) == len(labels)
+    assert np.mean(np.array(predicted) == np.array(labels)) > 0.8
