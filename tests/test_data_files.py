@@ -299,7 +299,9 @@ def test_sklearn_wine_csv_gets_one_message_not_one_per_row():
     assert "set data.skip_rows: 1 to skip it" in err.value.problems[1]
 
 
-@pytest.mark.parametrize(("path", "features", "classes"), [(IRIS_CSV, 4, 3), (WINE_CSV, 13, 3)])
+@pytest.mark.parametrize(
+    ("path", "features", "classes"), [(IRIS_CSV, 4, 3), (WINE_CSV, 13, 3)], ids=["iris", "wine"]
+)
 def test_sklearn_csv_files_read_with_skip_rows_and_no_header(path, features, classes):
     bundle = load_data(csv_cfg(path, header=False, skip_rows=1, target=-1), SKLEARN_DATA)
     assert bundle.spec.input_shape == (features,) and bundle.spec.num_classes == classes
@@ -316,8 +318,9 @@ def test_header_keys_are_csv_only_and_target_may_be_0():
     from bigmodel_cli.config_load import ConfigError, config_from_mapping
 
     model = {"type": "mlp"}
-    cfg = config_from_mapping({"model": model, "data": csv_cfg("a.csv", target=0).data.model_dump(
-        exclude_none=True)})  # fmt: skip
+    cfg = config_from_mapping(
+        {"model": model, "data": {"source": "csv", "path": "a.csv", "target": 0}}
+    )
     assert cfg.data.target == 0
     with pytest.raises(ConfigError, match="data.header: data.source='npz' does not use"):
         config_from_mapping(
