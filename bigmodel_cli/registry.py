@@ -287,7 +287,12 @@ def custom_objects() -> dict:
     They are also registered (package "bigmodel"), so loading works without this; the
     dict makes the dependency explicit and covers both spellings of each name.
     """
-    classes = (*layers.CUSTOM_LAYERS, *keras_metrics.CUSTOM_METRICS, LinearWarmup)
+    classes = (
+        *layers.CUSTOM_LAYERS,
+        *layers.MODELS,
+        *keras_metrics.CUSTOM_METRICS,
+        LinearWarmup,
+    )
     objects = {}
     for cls in classes:
         objects[cls.__name__] = cls
