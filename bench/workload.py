@@ -80,8 +80,7 @@ def build_model(work: Workload):
                 keras.layers.Conv2D(block.filters, block.kernel_size, activation=model.activation)
             )
             if block.pool:
-                # padding="same" as bigmodel's pooling (equal to "valid" on even sizes).
-                layers.append(keras.layers.MaxPooling2D(block.pool, padding="same"))
+                layers.append(keras.layers.MaxPooling2D(block.pool, padding=block.pool_padding))
         layers.append(keras.layers.Flatten())
     elif work.model_type != "mlp":
         raise SystemExit(f"bench: no hand-written model for model.type {work.model_type!r}")

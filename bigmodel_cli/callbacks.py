@@ -22,6 +22,7 @@ import tf_keras as keras
 from bigmodel_cli import run_dir
 from bigmodel_cli.console import EpochProgress
 from bigmodel_cli.errors import UserError
+from bigmodel_cli.layers import LayersModel
 
 
 def current_learning_rate(model: keras.Model) -> float:
@@ -135,7 +136,9 @@ def without_optimizer(model: keras.Model) -> keras.Model:
     Checkpoints and model.keras are for evaluating and predicting; resuming uses the
     backup, which does hold the optimizer. For Adam this makes each file 3x smaller.
     """
-    return keras.Model(model.inputs, model.outputs, name=model.name)
+    # A LayersModel stays one: its file must name bigmodel_cli.layers (see there).
+    model_class = LayersModel if isinstance(model, LayersModel) else keras.Model
+    return model_class(model.inputs, model.outputs, name=model.name)
 
 
 def save_model_atomically(model: keras.Model, path: Path) -> None:

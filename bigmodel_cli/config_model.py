@@ -60,6 +60,18 @@ class ConvBlock(Section):
     strides: PositiveInt | list[PositiveInt] = Field(1, description="Convolution strides.")
     padding: Literal["valid", "same"] = Field("valid", description="Keras padding mode.")
     pool: PositiveInt | None = Field(None, description="Max-pooling size after the block.")
+    pool_padding: Literal["valid", "same"] = Field(
+        "valid",
+        description="Padding of the max pooling: valid (Keras's default) drops the rows "
+        "and columns that do not fill a whole pool; same keeps them (sizes round up), for "
+        "small images whose odd-sized maps would shrink or pool to nothing.",
+    )
+
+    @model_validator(mode="after")
+    def _pool_padding_needs_pool(self) -> ConvBlock:
+        if self.pool_padding == "same" and self.pool is None:
+            raise ConfigKeyError("pool_padding", "pads a pooling; set pool too, or remove it.")
+        return self
 
 
 class CNNConfig(ModelCommon):

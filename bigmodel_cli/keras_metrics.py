@@ -44,8 +44,10 @@ class ClassificationScore(keras.metrics.Metric):
     - `average="macro"`: the unweighted mean over classes that occur in the labels or
       the predictions seen so far (what `sklearn.metrics.f1_score(average="macro")`
       does); a class with an empty denominator scores 0.
+      bigmodel's `precision`, `recall` and `f1` are always macro, for binary labels too.
     - `average="binary"`: the positive class (1) only, as sklearn's default for binary
-      labels and `keras.metrics.Precision` do.
+      labels and `keras.metrics.Precision` do. bigmodel no longer builds it; it stays so
+      models saved before (their compile config names it) still load.
 
     Predictions are the argmax of the last axis, or, for a single-unit output (a sigmoid
     or a logit), `y_pred > threshold`. Labels are integer class ids (`label_format=

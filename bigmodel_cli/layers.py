@@ -2,6 +2,11 @@
 
 Each layer keeps every constructor argument and returns it from `get_config()`, so
 `keras.models.load_model(path, safe_mode=True)` rebuilds it without custom code paths.
+They are registered under the package name "bigmodel" (`bigmodel>PositionEncoding`),
+which files saved by every bigmodel version name, so it must not change.
+
+A model holding them is a `LayersModel`, so its file can be loaded by a process that
+never imported bigmodel: see that class.
 """
 
 from __future__ import annotations
@@ -163,4 +168,18 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="bigmodel")
+class LayersModel(keras.Model):
+    """A functional `keras.Model` built with the layers above (the transformer preset's).
+
+    A saved model's top-level entry names its class's module, and tf_keras imports that
+    module when it does not know the class: so `tf_keras.models.load_model` in a fresh
+    process imports `bigmodel_cli.layers`, which registers the layers before they are
+    rebuilt. Layers themselves are never looked up by module: in a plain `Functional`
+    model they would become strings ("'str' object is not callable"). Without bigmodel
+    installed, the error says "its parent module bigmodel_cli.layers cannot be imported".
+    """
+
+
 CUSTOM_LAYERS = (PositionEncoding, TokenAndPositionEmbedding)
+MODELS = (LayersModel,)

@@ -188,11 +188,13 @@ def _accuracy(loss: LossConfig, spec: DataSpec) -> keras.metrics.Metric:
 
 
 def _score(name: str, loss: LossConfig, spec: DataSpec) -> keras.metrics.Metric:
+    # Macro over both classes for binary_crossentropy too, as for every other loss and
+    # as evaluate's per-class table: the mean of its rows, not the positive class's row.
     binary = loss.name == "binary_crossentropy"
     return keras_metrics.ClassificationScore(
         _num_classes(loss, spec),
         score=name,
-        average="binary" if binary else "macro",
+        average="macro",
         label_format="one_hot" if loss.name == "categorical_crossentropy" else "sparse",
         threshold=0.0 if (binary and loss.from_logits) else 0.5,
         name=name,
@@ -285,7 +287,12 @@ def custom_objects() -> dict:
     They are also registered (package "bigmodel"), so loading works without this; the
     dict makes the dependency explicit and covers both spellings of each name.
     """
-    classes = (*layers.CUSTOM_LAYERS, *keras_metrics.CUSTOM_METRICS, LinearWarmup)
+    classes = (
+        *layers.CUSTOM_LAYERS,
+        *layers.MODELS,
+        *keras_metrics.CUSTOM_METRICS,
+        LinearWarmup,
+    )
     objects = {}
     for cls in classes:
         objects[cls.__name__] = cls

@@ -11,9 +11,11 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tf_keras as keras  # noqa: E402
+from conftest import CONFIGS  # noqa: E402
 
 from bigmodel_cli import registry  # noqa: E402
 from bigmodel_cli.config import Config  # noqa: E402
+from bigmodel_cli.config_load import config_from_mapping, load_config  # noqa: E402
 from bigmodel_cli.errors import ConfigError  # noqa: E402
 from bigmodel_cli.layers import PositionEncoding, TokenAndPositionEmbedding  # noqa: E402
 from bigmodel_cli.models import BUILDERS, build_model  # noqa: E402
@@ -51,8 +53,21 @@ def problems(excinfo) -> str:
 # === Parameter counts equal the same layers by hand ===========================
 
 
-def test_mlp_has_exactly_the_parameters_of_three_dense_layers():
-    model = build({"type": "mlp", "dense": [128, 64]}, FEATURES)
+def layer_table(model: keras.Model) -> list[tuple[str, tuple, int]]:
+    """(class, output shape, parameters) of every layer but the input, in order."""
+    return [
+        (type(layer).__name__, layer.output_shape, layer.count_params())
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+
+
+def shipped(name: str, spec: DataSpec) -> keras.Model:
+    return build_model(load_config(CONFIGS / "examples" / name), spec)
+
+
+def test_mlp_recipe_is_exactly_three_dense_layers():
+    model = shipped("dense_sgd_100_features.yaml", FEATURES)
     by_hand = keras.Sequential(
         [
             keras.Input((100,)),
@@ -61,9 +76,8 @@ def test_mlp_has_exactly_the_parameters_of_three_dense_layers():
             keras.layers.Dense(10, activation="softmax"),
         ]
     )
+    assert layer_table(model) == layer_table(by_hand)
     assert model.count_params() == by_hand.count_params() == 21_834
-    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer"] + ["Dense"] * 3
-    assert model.name == "test-model"
     assert model.layers[-1].name == "predictions"
     assert model.layers[-1].dtype == "float32"
 
@@ -81,22 +95,53 @@ def test_mlp_batch_norm_and_dropout_blocks_in_order():
     assert model.layers[1].activation.__name__ == "linear"  # activation follows the norm
 
 
-def test_contract_digits_cnn_matches_hand_built_keras():
-    model = build(
-        {
-            "type": "cnn",
-            "conv": [{"filters": 32, "kernel_size": 3, "pool": 2}, {"filters": 64, "pool": 2}],
-            "dense": [128],
-            "dropout": 0.25,
-            "initializer": "he_normal",
-        },
-        DIGITS,
-    )
+def keras_cnn(shape, filters, dense, dropout=0.0, pool_padding="valid") -> keras.Model:
+    """The classic Keras CNN: 3x3 valid Conv + MaxPooling(2) blocks, Flatten, Dense, softmax."""
+    layers = [keras.Input(shape)]
+    for width in filters:
+        layers.append(keras.layers.Conv2D(width, 3, activation="relu"))
+        layers.append(keras.layers.MaxPooling2D(2, padding=pool_padding))
+        layers += [keras.layers.Dropout(dropout)] if dropout else []
+    layers.append(keras.layers.Flatten())
+    for units in dense:
+        layers.append(keras.layers.Dense(units, activation="relu"))
+        layers += [keras.layers.Dropout(dropout)] if dropout else []
+    layers.append(keras.layers.Dense(10, activation="softmax"))
+    return keras.Sequential(layers)
+
+
+@pytest.mark.parametrize(
+    ("config_name", "shape", "filters", "dense", "dropout", "params"),
+    [
+        ("cnn_28x28.yaml", (28, 28, 1), [32, 64], [128], 0.0, 225_034),
+        ("cnn_224x224.yaml", (224, 224, 3), [32, 64, 128], [512], 0.5, 44_401_226),
+    ],
+    ids=["28x28x1", "224x224x3"],
+)
+def test_classic_cnn_recipes_are_the_keras_layers(
+    config_name, shape, filters, dense, dropout, params
+):
+    spec = DataSpec(task="classification", input_shape=shape, num_classes=10)
+    model = shipped(config_name, spec)
+    by_hand = keras_cnn(shape, filters, dense, dropout)
+    assert layer_table(model) == layer_table(by_hand)
+    assert model.count_params() == by_hand.count_params() == params
+
+
+def test_contract_digits_cnn_needs_pool_padding_same_on_8x8():
+    conv = [{"filters": 32, "kernel_size": 3, "pool": 2}, {"filters": 64, "pool": 2}]
+    with pytest.raises(ConfigError) as excinfo:
+        build({"type": "cnn", "conv": conv, "dense": [128]}, DIGITS)
+    assert problems(excinfo).startswith("model.conv.1.pool:")
+    assert "(1x1)" in problems(excinfo) and "pool_padding: same" in problems(excinfo)
+
+    conv[1] = {**conv[1], "pool_padding": "same"}
+    model = build({"type": "cnn", "conv": conv, "dense": [128]}, DIGITS)
     by_hand = keras.Sequential(
         [
             keras.Input((8, 8, 1)),
             keras.layers.Conv2D(32, 3, activation="relu"),
-            keras.layers.MaxPooling2D(2, padding="same"),
+            keras.layers.MaxPooling2D(2),
             keras.layers.Conv2D(64, 3, activation="relu"),
             keras.layers.MaxPooling2D(2, padding="same"),
             keras.layers.Flatten(),
@@ -104,8 +149,15 @@ def test_contract_digits_cnn_matches_hand_built_keras():
             keras.layers.Dense(10, activation="softmax"),
         ]
     )
+    assert layer_table(model) == layer_table(by_hand)
     assert model.count_params() == by_hand.count_params() == 28_426
-    assert model.output_shape == (None, 10)
+
+
+def test_pool_padding_needs_a_pool():
+    with pytest.raises(ConfigError) as excinfo:
+        block = {"filters": 2, "pool_padding": "same"}
+        config_from_mapping({"name": "t", "model": {"type": "cnn", "conv": [block]}})
+    assert problems(excinfo).startswith("model.conv.0.pool_padding:")
 
 
 def test_rnn_matches_hand_built_keras():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -250,21 +251,31 @@ def test_f1_on_one_hot_labels_and_logits():
     assert metric_value(metric, np.eye(3)[LABELS], LOGITS) == pytest.approx(expected, rel=1e-6)
 
 
+def test_f1_is_sklearn_macro_f1_on_fixed_arrays():
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    y_pred = np.array([0, 1, 0, 1, 2, 2, 2, 0, 2, 1])
+    metric = keras_metrics.ClassificationScore(4, score="f1")
+    expected = skm.f1_score(y_true, y_pred, average="macro")
+    assert metric_value(metric, y_true, np.eye(4)[y_pred]) == pytest.approx(expected, rel=1e-6)
+
+
 @pytest.mark.parametrize("from_logits", [False, True])
-def test_binary_scores_and_accuracy_use_the_positive_class(from_logits):
+def test_binary_scores_are_macro_averages_over_both_classes(from_logits):
     labels = LABELS % 2
     logits = (LOGITS[:, 1] - LOGITS[:, 0])[:, None]
     outputs = logits if from_logits else tf.sigmoid(logits).numpy()
     loss = LossConfig(name="binary_crossentropy", from_logits=from_logits)
-    accuracy, precision, f1 = registry.build_metrics(["accuracy", "precision", "f1"], loss, BINARY)
+    names = ["accuracy", "precision", "recall", "f1"]
+    accuracy, *scores = registry.build_metrics(names, loss, BINARY)
     predicted = (logits[:, 0] > 0).astype(int)
     assert metric_value(accuracy, labels, outputs) == pytest.approx(
         skm.accuracy_score(labels, predicted)
     )
-    assert metric_value(precision, labels, outputs) == pytest.approx(
-        skm.precision_score(labels, predicted)
-    )
-    assert metric_value(f1, labels, outputs) == pytest.approx(skm.f1_score(labels, predicted))
+    for name, metric in zip(names[1:], scores, strict=True):
+        score = getattr(skm, f"{name}_score")
+        macro = score(labels, predicted, average="macro")
+        assert score(labels, predicted) != pytest.approx(macro)  # the two differ here
+        assert metric_value(metric, labels, outputs) == pytest.approx(macro, rel=1e-6)
 
 
 def test_one_vs_rest_auc_is_close_to_sklearn():
@@ -377,3 +388,31 @@ def test_scores_are_exact_under_a_distribution_strategy():
     assert scores["perplexity"] == pytest.approx(math.exp(scores["loss"]), rel=1e-5)
     auc = skm.roc_auc_score(LABELS, PROBS, multi_class="ovr", average="macro")
     assert scores["auc"] == pytest.approx(auc, abs=0.02)
+
+
+@pytest.mark.slow
+def test_binary_run_scores_are_the_mean_of_evaluates_per_class_table(runner, write_config):
+    from conftest import run_dir_of, train
+
+    from bigmodel_cli.cli import app
+
+    config = write_config(
+        {
+            "name": "binary-scores",
+            "seed": 3,
+            "data": {"source": "breast_cancer", "batch_size": 32, "test_split": 0.3},
+            "model": {"type": "mlp", "dense": [8]},
+            "loss": "binary_crossentropy",
+            "metrics": ["precision", "recall", "f1"],
+            "train": {"epochs": 2},
+        }
+    )
+    run = run_dir_of(train(runner, config))
+    result = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = report["per_class"].values()
+    assert len(rows) == 2
+    for name in ("precision", "recall", "f1"):
+        mean = sum(row[name] for row in rows) / 2
+        assert report["metrics"][name] == pytest.approx(mean, abs=1e-6), name

@@ -1,9 +1,10 @@
 """`model.type: cnn`: convolution blocks (1-D, 2-D or 3-D by input rank), a Flatten or
 global average pooling, hidden Dense blocks, then the output layer.
 
-`pool: k` is `MaxPooling(k, padding="same")`: each spatial size is divided by k
-rounding up, so a small image (the 8x8 digits) never pools down to nothing. On even
-sizes this is identical to Keras's default `padding="valid"`.
+`pool: k` is `MaxPooling(k)` with Keras's default `padding="valid"` (each spatial size
+is divided by k rounding down), so a block is exactly the layers a Keras user writes.
+`pool_padding: same` rounds up instead, for small images whose maps would otherwise
+shrink or pool to nothing; a valid pool wider than its map is a config error.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def conv_block(x, block: ConvBlock, rank: int, cfg: Config, index: int):
         x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
         x = keras.layers.Activation(cfg.model.activation, name=f"{name}_act")(x)
     if block.pool:
-        x = pool(block.pool, padding="same", name=f"{name}_pool")(x)
+        _check_pool_fits(block, x.shape[1:-1], index - 1)
+        x = pool(block.pool, padding=block.pool_padding, name=f"{name}_pool")(x)
     return common.dropout(x, cfg, name)
 
 
@@ -68,6 +70,20 @@ def _check_fits(block: ConvBlock, spatial, index: int) -> None:
             f"model.conv.{index}: kernel_size {block.kernel_size} is larger than the feature "
             f"maps left at this block ({'x'.join(map(str, spatial))}, padding 'valid'). Use a "
             "smaller kernel_size, padding: same, or less pooling or striding before it."
+        )
+
+
+def _check_pool_fits(block: ConvBlock, spatial, index: int) -> None:
+    """A 'valid' pool wider than the map its convolution left would pool it to nothing."""
+    if block.pool_padding != "valid":
+        return
+    if any(dim is not None and block.pool > dim for dim in spatial):
+        raise ConfigError(
+            f"model.conv.{index}.pool: a pool of {block.pool} is larger than the feature "
+            f"maps its convolution leaves ({'x'.join(map(str, spatial))}), so pooling with "
+            "padding 'valid' (Keras's default) would leave nothing. Set pool_padding: same "
+            "on this block (sizes round up), padding: same on the convolutions, or a "
+            "smaller pool."
         )
 
 

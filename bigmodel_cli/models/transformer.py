@@ -14,7 +14,8 @@ in row-major order; there is no class token, the head pools over the patches.
 
 A block is `x + Dropout(MHA(LN(x)))` then `x + Dropout(Dense(Dense_ff(LN(x))))`. The
 language model's attention is built with `use_causal_mask=True` in the functional
-graph, so the mask is part of the saved model and survives `load_model`.
+graph, so the mask is part of the saved model and survives `load_model`. The model is a
+`layers.LayersModel`, so plain `tf_keras.models.load_model` finds the custom layers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import tf_keras as keras
 from bigmodel_cli import registry
 from bigmodel_cli.config import Config
 from bigmodel_cli.errors import ConfigError
-from bigmodel_cli.layers import PositionEncoding, TokenAndPositionEmbedding
+from bigmodel_cli.layers import LayersModel, PositionEncoding, TokenAndPositionEmbedding
 from bigmodel_cli.models import common
 from bigmodel_cli.spec import DataSpec
 
@@ -196,4 +197,5 @@ def build_transformer(cfg: Config, spec: DataSpec) -> keras.Model:
         x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
         x = common.dense_stack(x, cfg)
         outputs = common.output_layer(x, cfg, spec)
-    return keras.Model(inputs, outputs, name=common.model_name(cfg))
+    # Its saved file names bigmodel_cli.layers, which tf_keras then imports (see there).
+    return LayersModel(inputs, outputs, name=common.model_name(cfg))
