@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from bigmodel_cli import run_dir
+from bigmodel_cli import faults, run_dir
+from bigmodel_cli.backup import BackupWriter, Commit, Position
 from bigmodel_cli.console import EpochProgress
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.layers import LayersModel
@@ -34,12 +36,18 @@ def current_learning_rate(model: keras.Model) -> float:
 
 
 class Throughput(keras.callbacks.Callback):
-    """Times each epoch and counts examples, for metrics.csv, summary.json and progress."""
+    """Times each epoch and counts its steps, for metrics.csv, summary.json and progress.
+
+    An epoch may be shorter than `steps_per_epoch` (stopped by the time limit) or
+    continue one a kill interrupted (`carry`: the seconds it had run): examples are
+    counted for the steps actually trained.
+    """
 
     def __init__(
         self,
         batch_size: int,
         examples_per_epoch: int,
+        steps_per_epoch: int,
         items_per_example: int = 1,
         train_flops_per_item: float = 0.0,
         peak_flops: float = 0.0,
@@ -50,23 +58,48 @@ class Throughput(keras.callbacks.Callback):
         self.train_flops_per_item = train_flops_per_item
         self.peak_flops = peak_flops
         self.examples_per_epoch = examples_per_epoch
+        self.steps_per_epoch = steps_per_epoch
         self.epoch_seconds: dict[int, float] = {}
-        self.examples_seen = 0
+        self.epoch_examples: dict[int, float] = {}
+        self.examples_seen = 0.0
         self.train_seconds = 0.0
         self._start = 0.0
+        self._carried: tuple[int | None, float] = (None, 0.0)  # (epoch, seconds before a kill)
+        self._epoch = 0
+        self._steps_done = 0
+
+    def carry(self, epoch: int, seconds: float) -> None:
+        self._carried = (epoch, float(seconds))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
+        self._epoch = epoch
+        self._steps_done = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._steps_done = batch + 1  # batches count from the epoch's start, also resumed
+
+    def seconds_so_far(self) -> float:
+        """Seconds of the current epoch, including those run before a resume."""
+        carried_epoch, carried = self._carried
+        before = carried if carried_epoch == self._epoch else 0.0
+        return time.perf_counter() - self._start + before
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seconds = time.perf_counter() - self._start
+        carried_epoch, carried = self._carried
+        if carried_epoch == epoch:
+            seconds += carried
+        steps = min(self._steps_done, self.steps_per_epoch) or self.steps_per_epoch
+        examples = self.examples_per_epoch * steps / self.steps_per_epoch
         self.epoch_seconds[epoch] = seconds
+        self.epoch_examples[epoch] = examples
         self.train_seconds += seconds
-        self.examples_seen += self.examples_per_epoch
+        self.examples_seen += examples
 
     def examples_per_second(self, epoch: int) -> float:
         seconds = self.epoch_seconds.get(epoch, 0.0)
-        return self.examples_per_epoch / seconds if seconds else 0.0
+        return self.epoch_examples.get(epoch, 0.0) / seconds if seconds else 0.0
 
     def overall_rate(self) -> float:
         """Examples (tokens for language models) per second over every epoch so far."""
@@ -130,6 +163,56 @@ class MetricsCSV(keras.callbacks.Callback):
         return header or None
 
 
+# Columns of metrics.csv that describe the epoch rather than the model's metrics.
+EPOCH_COLUMNS = ("epoch", "lr", "seconds", "examples_per_second", "mfu")
+
+
+def read_metrics_rows(path: Path) -> list[dict[str, str]]:
+    """metrics.csv's rows, one per epoch, in order (empty before the first epoch)."""
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row.get("epoch", "").isdigit()]
+
+
+def history_of(rows: list[dict[str, str]]) -> dict[str, float]:
+    """The last epoch's training and validation metrics, as fit()'s history ends."""
+    if not rows:
+        return {}
+    return {
+        key: float(value)
+        for key, value in rows[-1].items()
+        if key not in EPOCH_COLUMNS and value not in (None, "")
+    }
+
+
+class TensorBoardScalars(keras.callbacks.Callback):
+    """What metrics.csv has beyond the loss and metrics (the learning rate, examples/s,
+    MFU) as TensorBoard scalars, in the same `train/` run as Keras's own."""
+
+    def __init__(self, log_dir: Path, throughput: Throughput):
+        super().__init__()
+        self.log_dir = log_dir
+        self.throughput = throughput
+        self._writer = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
+        with self._writer.as_default(step=epoch):
+            tf.summary.scalar("epoch_learning_rate", current_learning_rate(self.model))
+            tf.summary.scalar(
+                "epoch_examples_per_second", self.throughput.examples_per_second(epoch)
+            )
+            tf.summary.scalar("epoch_mfu", self.throughput.mfu(epoch))
+        self._writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
 def without_optimizer(model: keras.Model) -> keras.Model:
     """The same layers and weights (shared, not copied) without the optimizer's state.
 
@@ -144,7 +227,12 @@ def without_optimizer(model: keras.Model) -> keras.Model:
 def save_model_atomically(model: keras.Model, path: Path) -> None:
     """Write `path` whole or not at all, with its SHA-256 beside it."""
     inference = without_optimizer(model)
-    run_dir.atomic_write_with_digest(path, lambda tmp: inference.save(tmp, overwrite=True))
+
+    def write(tmp: Path) -> None:
+        inference.save(tmp, overwrite=True)
+        faults.point(f"saved_{path.stem}")  # written, not yet renamed into place
+
+    run_dir.atomic_write_with_digest(path, write)
 
 
 def finite_loss(logs: dict | None) -> bool:
@@ -188,108 +276,24 @@ class Checkpoints(keras.callbacks.Callback):
 
 
 class StopRequest:
-    """Set by the SIGINT/SIGTERM handler; read at the next step boundary."""
+    """Set by the SIGINT/SIGTERM handler; read after every call into the training graph."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
-        self.honoured = False  # training stopped early because of it
+        self.honoured = False  # training stopped because of it, after a backup
 
 
-# tf_keras resumes mid-epoch only when save_freq is a number; this one means "never by
-# count" (SafeBackup counts steps itself: Keras counts hook calls, which are fewer than
-# steps when several steps run per execution).
-_NO_COUNT = 2**62
+class StoppedBySignal(Exception):  # noqa: N818 - raised to leave fit() at once
+    """Raised from a callback after the backup: fit() ends at once, without the validation
+    pass and epoch-end callbacks Keras would run after `stop_training`."""
 
 
-class SafeBackup(keras.callbacks.BackupAndRestore):
-    """Backs up the whole training state (weights, optimizer, epoch and step) for --resume:
-    at each epoch end, every `every_steps` steps, and at the step where a SIGINT/SIGTERM
-    arrives (then training stops). tf.train.CheckpointManager writes a new checkpoint and
-    switches to it atomically. Unlike Keras's own callback, it never backs up NaN weights
-    and never deletes the backup when a run ends early.
-    """
+class LossNotFinite(Exception):  # noqa: N818
+    """Raised from a callback at the first NaN/Inf loss: nothing after it may be saved."""
 
-    def __init__(
-        self,
-        backup_dir: Path,
-        nan_guard: NaNGuard,
-        steps_per_epoch: int,
-        every_steps: int | None,
-        stop: StopRequest,
-        records: bool = True,
-    ):
-        super().__init__(str(backup_dir), save_freq=_NO_COUNT, delete_checkpoint=True)
-        self.nan_guard = nan_guard
-        self.steps_per_epoch = steps_per_epoch
-        self.every_steps = every_steps
-        self.stop = stop
-        # Only the chief writes the backup (and its manifest); under multi_worker the
-        # other workers read the chief's backup on --resume and write theirs to
-        # temporary folders that tf_keras removes.
-        self.records = records
-        self._saved_at = 0
-
-    def _healthy(self, logs: dict | None) -> bool:
-        return finite_loss(logs) and self.nan_guard.failed_at is None
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        verify_backup(Path(self.backup_dir))  # before Keras restores from it
-        # Tracked by the model, the layers' random-number states enter every backup
-        # (atomically, with the weights) and come back on restore.
-        self.model._bigmodel_random_states = RandomStates(self.model)
-        super().on_train_begin(logs)
-
-    def _backup(self, epoch: int, batch: int = 0) -> None:
-        # tf_keras records the batch given to on_train_batch_begin, which with
-        # steps_per_execution > 1 is the *first* step of the last execution: set the
-        # step this backup really ends on, so a resume starts right after it.
-        self._training_state._ckpt_saved_epoch.assign(epoch)
-        self._training_state._ckpt_saved_batch.assign(batch)
-        super()._backup(epoch=epoch, batch=batch)
-        if self.records:
-            record_backup(Path(self.backup_dir))
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        super().on_epoch_begin(epoch, logs)
-        self._saved_at = 0
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if not self._healthy(logs):
-            return
-        step = batch + 1
-        if self.stop.signal is not None:
-            self._backup(epoch=self._current_epoch, batch=batch)
-            self.model.stop_training = True
-            self.stop.honoured = True
-        elif self.every_steps and step - self._saved_at >= self.every_steps:
-            self._backup(epoch=self._current_epoch, batch=batch)
-            self._saved_at = step
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self._healthy(logs) and not self.stop.honoured:
-            # Saved as "the last step of the epoch": a resume starts the next epoch.
-            self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        # Delete the backup only when the run finished; keep it to resume from otherwise.
-        self.delete_checkpoint = self.nan_guard.failed_at is None and not self.stop.honoured
-        super().on_train_end(logs)
-
-
-BACKUP_MANIFEST = "manifest.json"
-
-
-def latest_backup(backup: Path) -> tuple[Path, str] | None:
-    """The folder holding the newest resume backup and that checkpoint's name, if any."""
-    import tensorflow as tf
-
-    folder = backup / "chief"  # where tf_keras's BackupAndRestore writes
-    latest = tf.train.latest_checkpoint(str(folder)) if folder.is_dir() else None
-    return (folder, Path(latest).name) if latest else None
-
-
-def _backup_files(folder: Path, name: str) -> dict[str, str]:
-    return {p.name: run_dir.sha256_of(p) for p in sorted(folder.glob(f"{name}.*"))}
+    def __init__(self, epoch: int, step: int):
+        super().__init__(f"loss not finite at epoch {epoch}, step {step}")
+        self.epoch, self.step = epoch, step
 
 
 class RandomStates(tf.Module):
@@ -314,52 +318,206 @@ class RandomStates(tf.Module):
         self.generators = generators
 
 
-def record_backup(backup: Path) -> None:
-    """Write the SHA-256 of each file of the newest backup to backup/chief/manifest.json."""
-    found = latest_backup(backup)
-    if found:
-        folder, name = found
-        manifest = {"checkpoint": name, "files": _backup_files(folder, name)}
-        run_dir.atomic_write_json(folder / BACKUP_MANIFEST, manifest)
+def training_checkpoint(model: keras.Model) -> tuple[tf.train.Checkpoint, tf.Variable, tf.Variable]:
+    """The object graph a backup holds: the model (with its optimizer and random states)
+    and two counters, laid out as tf_keras's BackupAndRestore did, so backups written by
+    bigmodel 0.1 restore too."""
+    model._bigmodel_random_states = RandomStates(model)
+    epoch = tf.Variable(tf.constant(-1, tf.int64), name="ckpt_saved_epoch", trainable=False)
+    batch = tf.Variable(tf.constant(-1, tf.int64), name="ckpt_saved_batch", trainable=False)
+    checkpoint = tf.train.Checkpoint(
+        model=model,
+        ckpt_saved_epoch=epoch,
+        ckpt_saved_batch=batch,
+        train_counter=model._train_counter,
+    )
+    return checkpoint, epoch, batch
 
 
-def verify_backup(backup: Path) -> dict | None:
-    """Refuse to resume from a backup whose files differ from their recorded digests;
-    return the verified manifest (None without a backup or a record of it)."""
-    found = latest_backup(backup)
-    if not found:
-        return None
-    folder, name = found
-    path = folder / BACKUP_MANIFEST
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: Path) -> None:
+    """Restore a verified backup; one that does not fit the model is the user's problem
+    (the run's config.yaml was edited), never a traceback."""
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = {}
-    if manifest.get("checkpoint") != name:
-        # Killed between saving the backup and recording it (a few milliseconds): the
-        # older, recorded backup is already gone, so refusing would strand the run.
-        from bigmodel_cli import console
-
-        console.note(
-            f"{folder}: the newest backup ({name}) has no recorded digest; the run "
-            "was stopped while saving it. Resuming from it unverified."
-        )
-        return None
-    if _backup_files(folder, name) != manifest.get("files"):
+        checkpoint.read(str(path)).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        text = " ".join(str(err).split())[:300]
         raise UserError(
-            f"{folder}: backup {name} does not match {BACKUP_MANIFEST} (a file was changed, "
-            "truncated or replaced); refusing to resume from it"
-        )
-    return manifest
+            f"{path.parent}: the backup does not fit the model the run's config.yaml "
+            f"describes ({text}); was config.yaml edited? Restore it, or start a new run"
+        ) from None
+
+
+class _StartAt:
+    """Stands in for tf_keras's WorkerTrainingState: the one thing fit() asks it is where
+    to start (`_maybe_load_initial_counters_from_ckpt`)."""
+
+    def __init__(self, position: Position):
+        self.position = position
+
+    def maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch, mode=None):
+        return self.position.epoch, self.position.step
+
+
+def metric_totals(model: keras.Model) -> dict[str, np.ndarray]:
+    """The state of every training metric, summed over this process's replicas: all of
+    Keras's metric states are sums (totals and counts, confusion counts), so adding
+    them to a fresh epoch's continues it exactly."""
+    strategy = model.distribute_strategy
+    totals = {}
+    for metric in model.metrics:
+        for index, variable in enumerate(metric.variables):
+            parts = strategy.experimental_local_results(variable)
+            totals[f"{metric.name}/{index}"] = np.sum([p.numpy() for p in parts], axis=0)
+    return totals
+
+
+def add_metric_totals(model: keras.Model, totals: dict[str, np.ndarray]) -> None:
+    strategy = model.distribute_strategy
+    for metric in model.metrics:
+        for index, variable in enumerate(metric.variables):
+            saved = totals.get(f"{metric.name}/{index}")
+            first = strategy.experimental_local_results(variable)[0]
+            if saved is not None and tuple(saved.shape) == tuple(first.shape):
+                first.assign_add(saved.astype(first.dtype.as_numpy_dtype))
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A verified commit to resume from, the folder holding its files (the chief's, for
+    every worker) and the interrupted epoch's metric totals."""
+
+    commit: Commit
+    folder: Path
+    carry: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class ResumeBackup(keras.callbacks.Callback):
+    """Commits the backup for --resume (see backup.py): at each epoch end, every
+    `every_steps` steps, at the step where a SIGINT/SIGTERM arrives (then training stops
+    at once), and when training ends (then only the final files remain to be written).
+
+    On a resume it restores the last commit before the first step and makes fit() start
+    at its position; an interrupted epoch's training metrics continue from their totals.
+    """
+
+    def __init__(
+        self,
+        writer: BackupWriter,
+        resume: Resume | None,
+        steps_per_epoch: int,
+        every_steps: int | None,
+        stop: StopRequest,
+        state: Callable[[], dict],
+        ending: Callable[[], dict],
+        throughput: Throughput,
+        carry_metrics: bool = True,
+    ):
+        super().__init__()
+        # Under multi_worker each worker's metric totals are its own share: carrying the
+        # chief's alone would be wrong, so a resumed epoch's metrics restart there.
+        self.carry_metrics = carry_metrics
+        self.writer = writer
+        self.resume = resume
+        self.steps_per_epoch = steps_per_epoch
+        self.every_steps = every_steps
+        self.stop = stop
+        self.state = state  # the other callbacks' memory, committed with each backup
+        self.ending = ending  # how training ended: stop reason, what the weights are
+        self.throughput = throughput
+        self._carry: dict[str, np.ndarray] = {}
+        self._epoch = 0
+        self._saved_at = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        checkpoint, self._epoch_var, self._batch_var = training_checkpoint(self.model)
+        self.writer.checkpoint = checkpoint
+        resume = self.resume
+        if resume is None or resume.commit.checkpoint is None:
+            self.writer.start()
+            return
+        restore_checkpoint(checkpoint, resume.folder / resume.commit.checkpoint)
+        self.model._training_state = _StartAt(resume.commit.position)
+        self._carry = dict(resume.carry) if self.carry_metrics else {}
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+        start = self.resume.commit.position if self.resume is not None else Position()
+        self._saved_at = start.step if start.epoch == epoch else 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        faults.point("train_batch_end")  # as if a signal came during this graph call
+        if self._carry:  # the interrupted epoch's totals, once its metrics exist again
+            add_metric_totals(self.model, self._carry)
+            self._carry = {}
+        done = batch + 1
+        if self.stop.signal is not None:
+            self._commit(self._position(done), carry=done < self.steps_per_epoch)
+            self.stop.honoured = True
+            raise StoppedBySignal
+        due = self.every_steps and done - self._saved_at >= self.every_steps
+        if due and done < self.steps_per_epoch:  # the epoch's end commits anyway
+            self._commit(self._position(done), carry=True)
+            self._saved_at = done
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        faults.point("validation_batch_end")
+        if self.stop.signal is not None:  # during validation: the last commit stands
+            self.stop.honoured = True
+            raise StoppedBySignal
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # Last at each epoch end, after every record of the epoch (metrics row,
+        # checkpoints): a kill before this commit replays the epoch, whose row
+        # MetricsCSV then rewrites.
+        # Training ends here (early stopping, time limit): say so, so that a resume from
+        # this commit finishes the run instead of training on.
+        ending = self.ending() if self.model.stop_training else None
+        self._commit(Position(epoch + 1, 0), ending=ending)
+        if self.stop.signal is not None:
+            self.stop.honoured = True
+            raise StoppedBySignal
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        # Early stopping has restored the best weights: these are the final model's.
+        self._commit(self.writer.last.position, finished=self.ending())
+
+    def _position(self, done: int) -> Position:
+        if done >= self.steps_per_epoch:
+            return Position(self._epoch + 1, 0)
+        return Position(self._epoch, done)
+
+    def _commit(self, position: Position, carry: bool = False, ending=None, finished=None):
+        # The counters tf_keras's own format kept (epoch, and the last step covered).
+        self._epoch_var.assign(position.epoch if position.step else position.epoch - 1)
+        self._batch_var.assign(position.step - 1 if position.step else self.steps_per_epoch - 1)
+        state = self.state()
+        if position.step:
+            state["epoch_seconds"] = self.throughput.seconds_so_far()
+        if ending:
+            state["ending"] = ending
+        totals = metric_totals(self.model) if carry and self.carry_metrics else None
+        self.writer.commit(position, state, finished=finished, carry=totals)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping whose patience and best value survive `--resume`."""
+    """EarlyStopping whose patience, best value and best weights survive `--resume`.
 
-    def __init__(self, state: dict | None = None, best_weights_path: Path | None = None, **kw):
+    The best weights come back from `best_weights_path`: best.keras when early stopping
+    watches what the checkpoints do, else a file of its own that it keeps up to date
+    (`save_best`), so a resumed run ends with the weights the uninterrupted one would.
+    """
+
+    def __init__(
+        self,
+        state: dict | None = None,
+        best_weights_path: Path | None = None,
+        save_best: bool = False,
+        **kw,
+    ):
         super().__init__(**kw)
         self._resume_state = state
         self._best_weights_path = best_weights_path
+        self._save_best = save_best
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
@@ -368,54 +526,33 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         self.wait = self._resume_state["wait"]
         self.best = self._resume_state["best"]
         self.best_epoch = self._resume_state["best_epoch"]
-        if (
-            self.restore_best_weights
-            and self._best_weights_path
-            and (self._best_weights_path.is_file())
-        ):
+        path = self._best_weights_path
+        if self.restore_best_weights and path is not None and path.is_file():
             from bigmodel_cli.registry import custom_objects
 
-            run_dir.verify_digest(self._best_weights_path)
+            run_dir.verify_digest(path)
             best = keras.models.load_model(
-                self._best_weights_path,
-                compile=False,
-                safe_mode=True,
-                custom_objects=custom_objects(),
+                path, compile=False, safe_mode=True, custom_objects=custom_objects()
             )
             self.best_weights = best.get_weights()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
+        improved = self.best_epoch == epoch  # Keras records the epoch of a new best
+        if self._save_best and self._best_weights_path and improved and finite_loss(logs):
+            save_model_atomically(self.model, self._best_weights_path)
 
     def state(self) -> dict:
         return {"wait": self.wait, "best": float(self.best), "best_epoch": self.best_epoch}
 
 
-class RunState(keras.callbacks.Callback):
-    """Writes checkpoints/state.json after each good epoch: what callbacks must remember
-    across `--resume` (best value so far, early-stopping patience)."""
-
-    def __init__(
-        self, path: Path, checkpoints: Checkpoints, early_stopping: ResumableEarlyStopping | None
-    ):
-        super().__init__()
-        self.path = path
-        self.checkpoints = checkpoints
-        self.early_stopping = early_stopping
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if not finite_loss(logs):
-            return
-        state = {"epoch": epoch + 1, "best": self.checkpoints.state()}
-        if self.early_stopping is not None:
-            state["early_stopping"] = self.early_stopping.state()
-        run_dir.atomic_write_json(self.path, state)
-
-
 class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss and remembers where it happened."""
+    """Ends training at the first non-finite loss (LossNotFinite), before any callback
+    after it could save the broken weights or Keras could run a validation pass."""
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch = 0
-        self.failed_at: tuple[int, int] | None = None  # (epoch, step), both 1-based
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
@@ -423,12 +560,13 @@ class NaNGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
-            self.failed_at = (self.epoch + 1, batch + 1)
-            self.model.stop_training = True
+            raise LossNotFinite(self.epoch + 1, batch + 1)
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Ends training at the first epoch end past `minutes` of this invocation's fit."""
+    """Ends training after `minutes` of this invocation's fit, checked after every call
+    into the training graph: the epoch under way ends there (validated and recorded like
+    any other), and the run finishes normally."""
 
     def __init__(self, minutes: float) -> None:
         super().__init__()
@@ -439,10 +577,42 @@ class TimeLimit(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.began = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if time.perf_counter() - self.began >= self.seconds:
             self.reached = True
             self.model.stop_training = True
+
+
+class ExecutionBound(keras.callbacks.Callback):
+    """Keeps each call into the training graph under `seconds` of wall time, so that a
+    signal (read between calls) is answered that fast: when a call with
+    `steps_per_execution` > 1 takes longer, the next calls run proportionally fewer
+    steps. The first call of a fit traces the graph and is not counted."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._calls = 0
+        self._began = 0.0
+        self._first_step = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._began = time.perf_counter()
+        self._first_step = batch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        elapsed = time.perf_counter() - self._began
+        self._calls += 1
+        variable = self.model._steps_per_execution
+        current = int(variable.numpy())
+        # A partial call (the epoch's last) is restored by Keras afterwards: skip it.
+        full = batch + 1 - self._first_step == current
+        if self._calls > 1 and full and current > 1 and elapsed > self.seconds:
+            variable.assign(max(1, int(current * 0.5 * self.seconds / elapsed)))
+
+    @property
+    def steps_per_execution(self) -> int:
+        return int(self.model._steps_per_execution.numpy())
 
 
 class ProgressCallback(keras.callbacks.Callback):

@@ -94,8 +94,10 @@ class EpochProgress:
         steps_per_epoch: int | None,
         live: bool | None = None,
         unit: str = "ex",
+        first_step: int = 0,
     ):
         self.console = console
+        self.first_step = first_step  # a run resumed mid-epoch starts its bar there
         self.epochs = epochs
         self.steps = steps_per_epoch
         self.unit = unit
@@ -123,7 +125,9 @@ class EpochProgress:
     def begin_epoch(self, epoch: int) -> None:
         if self._progress:
             self._progress.reset(self._step_task, total=self.steps, stats="")
+            self._progress.update(self._step_task, completed=self.first_step)
             self._progress.update(self._epoch_task, completed=epoch - 1)
+        self.first_step = 0
 
     def update_step(self, step: int, loss: float | None, rate: float) -> None:
         if self._progress:

@@ -21,6 +21,9 @@ from bigmodel_cli.tfenv import import_tensorflow
 # until each call does ~2.5 GFLOP (tens of ms on a CPU) makes that overhead negligible.
 TARGET_FLOPS_PER_EXECUTION = 2.5e9
 MAX_STEPS_PER_EXECUTION = 1000
+# A signal is read between calls into the graph: with steps_per_execution auto, calls
+# that take longer than this are shortened (callbacks.ExecutionBound).
+MAX_SECONDS_PER_EXECUTION = 0.5
 TRAIN_FLOPS_PER_FORWARD = 3  # backward ~ 2x forward
 # Below this much work per step, bfloat16's casts cost more than its faster matmuls save.
 BF16_MIN_FLOPS_PER_STEP = 5e9

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli import config_load, console, run_dir
+from bigmodel_cli import backup, config_load, console, faults, run_dir
 from bigmodel_cli.config import Config
 from bigmodel_cli.errors import ConfigError, Interrupted, TrainingFailed, UserError
 from bigmodel_cli.tfenv import import_tensorflow
@@ -133,13 +133,22 @@ class _Start:
     base_dir: Path
     run: run_dir.RunDir | None = None
     resumed_from: str | None = None
-    state: dict = field(default_factory=dict)
-    finished: dict | None = None
+    commit: backup.Commit | None = None  # the verified last backup of a resumed run
+    finished: dict | None = None  # the summary of a run that already completed
+
+    @property
+    def position(self) -> backup.Position:
+        return self.commit.position if self.commit is not None else backup.Position()
+
+    @property
+    def state(self) -> dict:
+        return self.commit.state if self.commit is not None else {}
 
 
 def _start(cfg: Config | None, options: TrainOptions) -> _Start:
     if options.resume is None:
-        assert cfg is not None
+        if cfg is None:
+            raise UserError("missing CONFIG: bigmodel train CONFIG (or --resume RUN_DIR)")
         base_dir = options.config_path.parent if options.config_path else Path.cwd()
         return _Start(cfg, base_dir)
     path = options.resume.resolve()
@@ -148,10 +157,11 @@ def _start(cfg: Config | None, options: TrainOptions) -> _Start:
         raise UserError(f"--resume {options.resume}: not a run directory (no {run_dir.CONFIG})")
     cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
     previous = run_dir.read_json(run.summary) if run.summary.exists() else {}
-    state = run_dir.read_json(run.state) if run.state.exists() else {}
-    start = _Start(cfg, run.root, run, str(run.root), state)
+    start = _Start(cfg, run.root, run, str(run.root))
     if previous.get("status") == "completed":
         start.finished = previous
+        return start
+    start.commit = backup.read_commit(run.backup, config=run.config)
     return start
 
 
@@ -184,8 +194,8 @@ def _environment(placement: Any, precision: str, options: TrainOptions) -> dict[
 
 @contextlib.contextmanager
 def _stop_on_signals(stop: Any) -> Iterator[None]:
-    """SIGINT and SIGTERM ask training to stop at the next step boundary, after a backup
-    (SafeBackup reads `stop`); a second signal stops at once (KeyboardInterrupt)."""
+    """SIGINT and SIGTERM ask training to stop after the graph call under way, with a
+    backup (ResumeBackup reads `stop`); a second signal stops at once (KeyboardInterrupt)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be installed from the main thread
         return
@@ -210,38 +220,10 @@ def _stop_on_signals(stop: Any) -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _resume_position(backup: Path, steps_per_epoch: int, batches_per_epoch: int) -> tuple[int, int]:
-    """Where the training data stream restarts: (epoch of the data, batch within it).
-
-    The backup records the epoch and the last step it covers; the run continues right
-    after it, at global batch epoch * steps_per_epoch + step + 1 of the stream of epochs.
-    """
-    import tensorflow as tf
-
-    from bigmodel_cli.callbacks import latest_backup
-
-    found = latest_backup(backup)
-    if found is None:
-        return 0, 0
-    latest = str(found[0] / found[1])
-    reader = tf.train.load_checkpoint(latest)
-    names = {name.split("/")[0]: name for name, _ in tf.train.list_variables(latest)}
-    epoch = int(reader.get_tensor(names["ckpt_saved_epoch"]))
-    step = int(reader.get_tensor(names["ckpt_saved_batch"]))
-    done = max(0, epoch) * steps_per_epoch + max(-1, step) + 1
-    return divmod(done, batches_per_epoch)
-
-
 def _examples_per_epoch(cfg: Config, n_train: int, steps_per_epoch: int) -> int:
     if cfg.train.steps_per_epoch:  # a capped epoch draws full batches from a repeated split
         return steps_per_epoch * cfg.data.batch_size
     return n_train
-
-
-def _epochs_logged(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return max(0, len(path.read_text(encoding="utf-8").splitlines()) - 1)
 
 
 def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
@@ -249,6 +231,8 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
     # === Config ===
     start = _start(cfg, options)
     if start.finished is not None:
+        # A kill between summary.json and the backup's removal leaves the backup behind.
+        backup.remove(start.run.backup)
         console.note(f"{start.run.root}: this run already finished; nothing to resume.")
         return start.finished
     from bigmodel_cli import distribution
@@ -263,29 +247,56 @@ def train(cfg: Config | None, options: TrainOptions) -> dict[str, Any]:
             deadline.cancel()
 
 
-def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any]:
-    """The recipe itself (see the module docstring)."""
-    cfg = start.cfg
+# === The recipe's steps, in the order they happen ============================
 
-    # Heavy imports only once the config is known to be valid.
-    import_tensorflow()
+
+@dataclass
+class Runtime:
+    """Strategy, devices and precision, chosen before anything is built."""
+
+    placement: Any
+    precision: str
+
+
+@dataclass
+class Prepared:
+    """The data, split and laid out, and the streams fit() reads."""
+
+    bundle: Any
+    spec: Any
+    loss_cfg: Any
+    metric_names: list[str]
+    train_ds: Any
+    val_ds: Any
+    steps_per_epoch: int
+    batches_per_epoch: int
+
+
+@dataclass
+class Built:
+    model: Any
+    flops: int
+    precision: str
+    steps_per_execution: int
+
+
+@dataclass
+class Claimed:
+    """The run directory this process writes (a scratch one for non-chief workers)."""
+
+    run: run_dir.RunDir
+    scratch: Path | None
+
+    @property
+    def is_chief(self) -> bool:
+        return self.scratch is None
+
+
+def _setup_runtime(cfg: Config) -> Runtime:
     import tf_keras as keras
 
-    from bigmodel_cli import callbacks as cb
-    from bigmodel_cli import data as data_lib
-    from bigmodel_cli import defaults, distribution, registry
-    from bigmodel_cli.evaluation import score_saved_model
-    from bigmodel_cli.flops import flops_per_example
-    from bigmodel_cli.models import build_model
-    from bigmodel_cli.performance import (
-        TRAIN_FLOPS_PER_FORWARD,
-        auto_steps_per_execution,
-        peak_flops,
-    )
+    from bigmodel_cli import distribution
 
-    started = time.perf_counter()
-
-    # === Seed, strategy, precision ===
     placement = distribution.make_strategy(cfg.distribute)  # first: multi-worker needs that
     if placement.name == "multi_worker" and cfg.train.time_limit_minutes is not None:
         # Each worker would read its own clock: one could stop while another starts the
@@ -302,9 +313,13 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    precision = distribution.resolve_precision(cfg.train.mixed_precision, placement)
+    return Runtime(placement, distribution.resolve_precision(cfg.train.mixed_precision, placement))
 
-    # === Data ===
+
+def _prepare_data(cfg: Config, start: _Start) -> Prepared:
+    from bigmodel_cli import data as data_lib
+    from bigmodel_cli import defaults
+
     # A resumed run reuses its own vocabulary rather than learning it again.
     saved_vocabulary = run_dir.read_vocabulary(start.run) if start.run is not None else None
     bundle = data_lib.load_data(
@@ -315,223 +330,438 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     metric_names = defaults.effective_metrics(cfg, spec)
     _check_monitor(cfg, metric_names, bundle.validation is not None)
     _check_fit(cfg, spec, len(bundle.train))
-    batch_size = cfg.data.batch_size
-    batches_per_epoch = math.ceil(len(bundle.train) / batch_size)
+    batches_per_epoch = math.ceil(len(bundle.train) / cfg.data.batch_size)
     steps_per_epoch = cfg.train.steps_per_epoch or batches_per_epoch
     # An endless stream of seeded epochs, started where a resumed run's backup ends.
-    position = (0, 0)
-    if start.run is not None:
-        position = _resume_position(start.run.backup, steps_per_epoch, batches_per_epoch)
-    train_ds = data_lib.make_dataset(bundle.train, cfg, spec, training=True, start=position)
+    stream_start = start.position.stream_start(steps_per_epoch, batches_per_epoch)
+    train_ds = data_lib.make_dataset(bundle.train, cfg, spec, training=True, start=stream_start)
     val_ds = None
     if bundle.validation is not None:
         val_ds = data_lib.make_dataset(bundle.validation, cfg, spec, training=False)
+    return Prepared(
+        bundle, spec, loss_cfg, metric_names, train_ds, val_ds, steps_per_epoch, batches_per_epoch
+    )
 
-    # === Model, under the strategy's scope ===
+
+def _build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
+    import tf_keras as keras
+
+    from bigmodel_cli import distribution, registry
+    from bigmodel_cli.flops import flops_per_example
+    from bigmodel_cli.models import build_model
+    from bigmodel_cli.performance import auto_steps_per_execution
+
+    placement = runtime.placement
+
     def build(policy: str) -> keras.Model:
         keras.backend.clear_session()
         keras.utils.set_random_seed(cfg.seed)  # the same initial weights whatever the policy
         distribution.set_precision(policy)
         with placement.strategy.scope():
-            return build_model(cfg, spec)
+            return build_model(cfg, data.spec)
 
+    precision = runtime.precision
     model = build(precision)
     flops = flops_per_example(model)
+    batch_size = cfg.data.batch_size
     if distribution.prefers_bf16(cfg.train.mixed_precision, placement, flops, batch_size):
         precision = "mixed_bfloat16"
         model = build(precision)
     steps_per_execution = cfg.train.steps_per_execution
     if steps_per_execution == "auto":
-        steps_per_execution = auto_steps_per_execution(flops, batch_size, steps_per_epoch)
+        steps_per_execution = auto_steps_per_execution(flops, batch_size, data.steps_per_epoch)
     with placement.strategy.scope():
         model.compile(
-            optimizer=registry.build_optimizer(cfg.optimizer, steps_per_epoch * cfg.train.epochs),
-            loss=registry.build_loss(loss_cfg),
-            metrics=registry.build_metrics(metric_names, loss_cfg, spec),
+            optimizer=registry.build_optimizer(
+                cfg.optimizer, data.steps_per_epoch * cfg.train.epochs
+            ),
+            loss=registry.build_loss(data.loss_cfg),
+            metrics=registry.build_metrics(data.metric_names, data.loss_cfg, data.spec),
             steps_per_execution=steps_per_execution,
             jit_compile=cfg.train.jit_compile,
         )
-    if deadline is not None:
-        deadline.cancel()  # every worker has joined: the model's variables exist
+    return Built(model, flops, precision, steps_per_execution)
 
-    # === Run directory: only now that nothing the user wrote can fail ===
+
+@contextlib.contextmanager
+def _claim_run_dir(
+    cfg: Config, start: _Start, options: TrainOptions, runtime: Runtime, data: Prepared
+) -> Iterator[Claimed]:
+    """The run directory, created only now that nothing the user wrote can fail, and held
+    (one trainer per run directory) until the summary is written. Workers other than the
+    chief write to a scratch folder they remove."""
     scratch = None
     run = start.run
-    if not placement.is_chief:  # other workers write to a folder of their own, then drop it
+    faults.point("before_run_dir")
+    if not runtime.placement.is_chief:
         scratch = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))
         run = run_dir.create_run_dir(scratch, cfg.name)
     elif run is None:
         output_dir = Path(cfg.output.dir)
         output_dir = (output_dir if output_dir.is_absolute() else Path.cwd() / output_dir).resolve()
         run = run_dir.create_run_dir(output_dir, cfg.name, options.run_dir)
-    if start.run is None or scratch is not None:
-        cfg = _absolute_paths(cfg, start.base_dir)
-        run_dir.atomic_write_text(run.config, config_load.dump_config(cfg))
     held = contextlib.ExitStack()
-    if scratch is None:  # one trainer per run directory
-        held.enter_context(run_dir.locked(run, console.note))
     try:
+        if start.run is None or scratch is not None:
+            run_dir.atomic_write_text(run.config, config_load.dump_config(
+                _absolute_paths(cfg, start.base_dir)))  # fmt: skip
+        if scratch is None:
+            held.enter_context(run_dir.locked(run, console.note))
         run.checkpoints.mkdir(exist_ok=True)
-        run_dir.atomic_write_json(run.environment, _environment(placement, precision, options))
-        if bundle.vocabulary is not None and start.run is None:
-            run_dir.write_vocabulary(run, bundle.vocabulary)
-        if options.progress and scratch is None:
-            console.note(f"run directory: {run.root}")
-
-        # === Callbacks ===
-        monitor = "val_loss" if val_ds is not None else "loss"
-        tokens_per_example = (spec.sequence_length or 1) if spec.task == "language_model" else 1
-        peak = peak_flops(placement.devices[0], precision) * placement.replicas
-        throughput = cb.Throughput(
-            batch_size,
-            _examples_per_epoch(cfg, len(bundle.train), steps_per_epoch) * tokens_per_example,
-            tokens_per_example,
-            train_flops_per_item=TRAIN_FLOPS_PER_FORWARD * flops / tokens_per_example,
-            peak_flops=peak,
-        )
-        nan_guard = cb.NaNGuard()
-        stop = cb.StopRequest()
-        checkpoints = cb.Checkpoints(
-            run.best, run.last, monitor, monitor_mode(monitor), start.state.get("best")
-        )
-        early_stopping = None
-        if cfg.train.early_stopping:
-            es = cfg.train.early_stopping
-            early_stopping = cb.ResumableEarlyStopping(
-                state=start.state.get("early_stopping"),
-                best_weights_path=run.best if es.monitor == monitor else None,
-                monitor=es.monitor,
-                patience=es.patience,
-                min_delta=es.min_delta,
-                mode=monitor_mode(es.monitor) if es.mode == "auto" else es.mode,
-                restore_best_weights=es.restore_best_weights,
-            )
-        callbacks: list[keras.callbacks.Callback] = [
-            throughput,  # first: the others read its epoch timings
-            nan_guard,
-            cb.MetricsCSV(run.metrics, throughput),
-            checkpoints,
-            keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
-        ]
-        if early_stopping is not None:
-            callbacks.append(early_stopping)
-        time_limit = None
-        if cfg.train.time_limit_minutes is not None:
-            time_limit = cb.TimeLimit(cfg.train.time_limit_minutes)
-            callbacks.append(time_limit)
-        callbacks.append(cb.RunState(run.state, checkpoints, early_stopping))
-        # Last at each epoch end, after every record of the epoch (metrics row, checkpoints,
-        # state): a kill before it replays the epoch, whose row MetricsCSV then rewrites;
-        # a backup taken first would let a kill lose the epoch's row for good.
-        # A resumed multi_worker run: every worker restores from the chief's backup (the
-        # run directory is on shared storage); only the chief writes it.
-        backup = start.run.backup if start.run is not None else run.backup
-        callbacks.append(
-            cb.SafeBackup(
-                backup,
-                nan_guard,
-                steps_per_epoch,
-                cfg.train.checkpoint.every_steps,
-                stop,
-                records=scratch is None,
-            )
-        )
-        if options.progress and scratch is None:
-            unit = "tok" if spec.task == "language_model" else "ex"
-            display = console.EpochProgress(
-                console.err, cfg.train.epochs, steps_per_epoch, unit=unit
-            )
-            progress = cb.LiveProgressCallback if display.live else cb.ProgressCallback
-            callbacks.append(progress(display, throughput))
-
-        # === Fit ===
-        resume_command = f"bigmodel train --resume {shlex.quote(str(run.root))}"
-        # Signals stay handled until summary.json is written: one that comes after fit
-        # lets the (finished) run complete its summary instead of dying without one.
-        held.enter_context(_stop_on_signals(stop))
-        try:
-            history = model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=cfg.train.epochs,
-                steps_per_epoch=steps_per_epoch,  # the stream is endless
-                callbacks=callbacks,
-                verbose=0,
-            )
-        except KeyboardInterrupt:  # a second Ctrl-C: stop now, with the last backup
-            console.note(f"interrupted; resume from the last backup with: {resume_command}")
-            raise
-        except Exception as err:
-            if placement.name != "multi_worker" or not isinstance(err, _peer_errors()):
-                raise
-            raise TrainingFailed(_peer_lost_message(err, resume_command, scratch is None)) from None
-        if stop.honoured:
-            name = signal.Signals(stop.signal).name
-            raise Interrupted(
-                stop.signal, f"{name}: stopped after saving a backup; resume with: {resume_command}"
-            )
-        if nan_guard.failed_at is not None:
-            epoch, step = nan_guard.failed_at
-            good = run.best if run.best.exists() else None
-            raise TrainingFailed(
-                f"the loss became NaN/Inf at epoch {epoch}, step {step} (within "
-                f"{steps_per_execution} steps per execution). "
-                + (f"The last good checkpoint is {good}. " if good else "")
-                + "Try a lower optimizer.learning_rate, optimizer.clipnorm: 1.0, or "
-                "train.mixed_precision: float32."
-            )
-
-        # === Save and score ===
-        cb.save_model_atomically(model, run.model)
-        test_metrics, scored = None, None
-        if bundle.test is not None:
-            test_metrics, scored = score_saved_model(run, bundle.test, cfg, spec)
-        stopped_early = early_stopping is not None and early_stopping.stopped_epoch > 0
-        summary = {
-            "name": cfg.name,
-            # Only the chief keeps a run directory; other workers' scratch is removed.
-            "run_dir": str(run.root) if scratch is None else None,
-            "status": "completed",
-            "stop_reason": "early_stopping"
-            if stopped_early
-            else "time_limit"
-            if time_limit is not None and time_limit.reached
-            else "epochs_completed",
-            "epochs_run": _epochs_logged(run.metrics),
-            "epochs_requested": cfg.train.epochs,
-            "best_epoch": checkpoints.best_epoch,
-            "best": {"monitor": monitor, "value": checkpoints.best_value},
-            "final": {k: float(v[-1]) for k, v in history.history.items() if v},
-            "test": test_metrics,
-            "test_model": str(scored) if scored else None,
-            "params": int(model.count_params()),
-            "trainable_params": int(
-                sum(keras.backend.count_params(w) for w in model.trainable_weights)
-            ),
-            "flops_per_example": int(flops),
-            "train_seconds": round(throughput.train_seconds, 3),
-            "wall_seconds": round(time.perf_counter() - started, 3),
-            "examples_per_second": round(throughput.overall_rate(), 1),
-            "mfu": round(throughput.mfu(), 5),
-            "peak_flops": peak,
-            "steps_per_execution": steps_per_execution,
-            "jit_compile": cfg.train.jit_compile,
-            "strategy": placement.name,
-            "replicas": placement.replicas,
-            "precision": precision,
-            "data": data_lib.describe(bundle),
-            "resumed_from": start.resumed_from,
-            # Where the data stream picked up: (epoch, batch) counted from 0.
-            "resumed_at": {"epoch": position[0], "batch": position[1]}
-            if start.resumed_from
-            else None,
-        }
-        if spec.task == "language_model":
-            summary["tokens_per_second"] = summary.pop("examples_per_second")
-        run_dir.atomic_write_json(run.summary, summary)
-        return summary
+        if data.bundle.vocabulary is not None and start.run is None:
+            run_dir.write_vocabulary(run, data.bundle.vocabulary)
+        faults.point("run_dir_created")
+        yield Claimed(run, scratch)
     finally:
         held.close()
         if scratch is not None:
             with contextlib.suppress(OSError):
                 shutil.rmtree(scratch)
+
+
+@dataclass
+class Callbacks:
+    """The callbacks of one fit, in order, and the ones the recipe reads afterwards."""
+
+    all: list
+    throughput: Any
+    checkpoints: Any
+    early_stopping: Any
+    time_limit: Any
+    backup: Any
+    stop: Any
+    monitor: str
+
+
+def _build_callbacks(
+    cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, data: Prepared, built: Built,
+    options: TrainOptions,
+) -> Callbacks:  # fmt: skip
+    """Every callback of the run, in the one order that is right (see the comments)."""
+    import tf_keras as keras
+
+    from bigmodel_cli import callbacks as cb
+    from bigmodel_cli.performance import (
+        MAX_SECONDS_PER_EXECUTION,
+        TRAIN_FLOPS_PER_FORWARD,
+        peak_flops,
+    )
+
+    run, spec, state = claimed.run, data.spec, start.state
+    monitor = "val_loss" if data.val_ds is not None else "loss"
+    tokens_per_example = (spec.sequence_length or 1) if spec.task == "language_model" else 1
+    peak = peak_flops(runtime.placement.devices[0], built.precision) * runtime.placement.replicas
+    throughput = cb.Throughput(
+        cfg.data.batch_size,
+        _examples_per_epoch(cfg, len(data.bundle.train), data.steps_per_epoch) * tokens_per_example,
+        data.steps_per_epoch,
+        tokens_per_example,
+        train_flops_per_item=TRAIN_FLOPS_PER_FORWARD * built.flops / tokens_per_example,
+        peak_flops=peak,
+    )
+    if start.position.step:
+        throughput.carry(start.position.epoch, state.get("epoch_seconds", 0.0))
+    checkpoints = cb.Checkpoints(
+        run.best, run.last, monitor, monitor_mode(monitor), state.get("best")
+    )
+    early_stopping = None
+    if cfg.train.early_stopping:
+        es = cfg.train.early_stopping
+        mode = monitor_mode(es.monitor) if es.mode == "auto" else es.mode
+        # Early stopping's best epoch is best.keras's only when both judge alike;
+        # otherwise it keeps its own file, so a resume can restore the right weights.
+        same_best = es.monitor == monitor and mode == monitor_mode(monitor) and not es.min_delta
+        early_stopping = cb.ResumableEarlyStopping(
+            state=state.get("early_stopping"),
+            best_weights_path=run.best if same_best else run.early_stopping_best,
+            save_best=not same_best and es.restore_best_weights,
+            monitor=es.monitor,
+            patience=es.patience,
+            min_delta=es.min_delta,
+            mode=mode,
+            restore_best_weights=es.restore_best_weights,
+        )
+    time_limit = None
+    if cfg.train.time_limit_minutes is not None:
+        time_limit = cb.TimeLimit(cfg.train.time_limit_minutes)
+    stop = cb.StopRequest()
+
+    def ending() -> dict:
+        """How training ended: why, and which weights the final model holds."""
+        if start.commit is not None and start.commit.finished:
+            return start.commit.finished
+        if state.get("ending"):  # resumed from the commit made as training ended
+            return state["ending"]
+        reason = "epochs_completed"
+        if early_stopping is not None and early_stopping.stopped_epoch > 0:
+            reason = "early_stopping"
+        elif time_limit is not None and time_limit.reached:
+            reason = "time_limit"
+        weights = "the last epoch's"
+        es = early_stopping
+        if es is not None and es.restore_best_weights and es.best_weights is not None:
+            weights = f"the best epoch's ({es.best_epoch + 1}, by {es.monitor})"
+        return {"stop_reason": reason, "final_weights": weights}
+
+    def memory() -> dict:
+        remembered = {"best": checkpoints.state()}
+        if early_stopping is not None:
+            remembered["early_stopping"] = early_stopping.state()
+        return remembered
+
+    resume = None
+    if start.commit is not None and start.commit.checkpoint is not None:
+        folder = backup.folder_of(start.run.backup)  # every worker restores the chief's
+        resume = cb.Resume(start.commit, folder, backup.read_carry(start.run.backup, start.commit))
+    writer = backup.BackupWriter(
+        run.backup,
+        None,
+        records=claimed.is_chief,
+        last=start.commit,
+        config_sha256=run_dir.sha256_of(run.config) if claimed.is_chief else None,
+    )
+    resume_backup = cb.ResumeBackup(
+        writer,
+        resume,
+        data.steps_per_epoch,
+        cfg.train.checkpoint.every_steps,
+        stop,
+        memory,
+        ending,
+        throughput,
+        carry_metrics=runtime.placement.name != "multi_worker",
+    )
+    callbacks: list = [
+        throughput,  # first: the others read its epoch timings
+        cb.NaNGuard(),  # before anything that saves: a NaN step raises here
+        cb.MetricsCSV(run.metrics, throughput),
+        checkpoints,
+        keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
+        cb.TensorBoardScalars(run.tensorboard, throughput),
+    ]
+    if early_stopping is not None:
+        callbacks.append(early_stopping)
+    if time_limit is not None:
+        callbacks.append(time_limit)
+    if cfg.train.steps_per_execution == "auto" and runtime.placement.name != "multi_worker":
+        # Workers must back up at the same steps, so only a single process adapts.
+        callbacks.append(cb.ExecutionBound(MAX_SECONDS_PER_EXECUTION))
+    # Last at each epoch end and at the end of training: after every record of the
+    # epoch (metrics row, checkpoints, early stopping's decision and restored weights).
+    callbacks.append(resume_backup)
+    if options.progress and claimed.is_chief:
+        unit = "tok" if spec.task == "language_model" else "ex"
+        display = console.EpochProgress(
+            console.err, cfg.train.epochs, data.steps_per_epoch, unit=unit,
+            first_step=start.position.step,
+        )  # fmt: skip
+        progress = cb.LiveProgressCallback if display.live else cb.ProgressCallback
+        callbacks.append(progress(display, throughput))
+    return Callbacks(
+        callbacks, throughput, checkpoints, early_stopping, time_limit, resume_backup, stop,
+        monitor,
+    )  # fmt: skip
+
+
+def _resume_note(cfg: Config, start: _Start, data: Prepared) -> None:
+    if start.commit is None or start.commit.checkpoint is None:
+        if start.run is not None:
+            console.note(f"resuming {start.run.root}: no backup yet, starting from the first step")
+        return
+    position = start.position
+    if start.commit.finished or start.state.get("ending"):
+        console.note("resuming: training had finished; writing the run's final files")
+    elif position.step:
+        console.note(
+            f"resuming at epoch {position.epoch + 1}, step {position.step} of "
+            f"{data.steps_per_epoch} (of {cfg.train.epochs} epochs)"
+        )
+    else:
+        console.note(f"resuming at epoch {position.epoch + 1} of {cfg.train.epochs}")
+
+
+def _fit(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, data: Prepared,
+         built: Built, callbacks: Callbacks) -> None:  # fmt: skip
+    """Train (or, when the backup says training ended, only finish it)."""
+    from bigmodel_cli import callbacks as cb
+
+    run, model = claimed.run, built.model
+    resume_command = f"bigmodel train --resume {shlex.quote(str(run.root))}"
+    if start.commit is not None and start.commit.finished:
+        # Killed after training ended: the final weights are in the backup.
+        checkpoint, _, _ = cb.training_checkpoint(model)
+        folder = backup.folder_of(start.run.backup)
+        cb.restore_checkpoint(checkpoint, folder / start.commit.checkpoint)
+        return
+    # A commit made as training ended (early stopping, time limit) runs no epoch: fit()
+    # only restores it and lets the callbacks end the run (best weights, final commit).
+    epochs = start.position.epoch if start.state.get("ending") else cfg.train.epochs
+    try:
+        model.fit(
+            data.train_ds,
+            validation_data=data.val_ds,
+            epochs=epochs,
+            initial_epoch=min(start.position.epoch, epochs),
+            steps_per_epoch=data.steps_per_epoch,  # the stream is endless
+            callbacks=callbacks.all,
+            verbose=0,
+        )
+    except cb.StoppedBySignal:
+        _stop_progress(callbacks)
+        stop = callbacks.stop
+        where = callbacks.backup.writer.last.position
+        name = signal.Signals(stop.signal).name
+        raise Interrupted(
+            stop.signal,
+            f"{name}: stopped at epoch {where.epoch + 1}, step {where.step} of "
+            f"{data.steps_per_epoch}, after saving a backup; resume with: {resume_command}",
+        ) from None
+    except cb.LossNotFinite as err:
+        _stop_progress(callbacks)
+        good = run.best if run.best.exists() else None
+        raise TrainingFailed(
+            f"the loss became NaN/Inf at epoch {err.epoch}, step {err.step} (within "
+            f"{built.steps_per_execution} steps per execution). "
+            + (f"The last good checkpoint is {good}. " if good else "")
+            + "Try a lower optimizer.learning_rate, optimizer.clipnorm: 1.0, or "
+            "train.mixed_precision: float32."
+        ) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, with the last backup
+        _stop_progress(callbacks)
+        console.note(f"interrupted; resume from the last backup with: {resume_command}")
+        raise
+    except Exception as err:
+        if runtime.placement.name != "multi_worker" or not isinstance(err, _peer_errors()):
+            raise
+        raise TrainingFailed(_peer_lost_message(err, resume_command, claimed.is_chief)) from None
+
+
+def _stop_progress(callbacks: Callbacks) -> None:
+    for callback in callbacks.all:
+        display = getattr(callback, "display", None)
+        if display is not None:
+            display.stop()
+
+
+def _summarize(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, data: Prepared,
+               built: Built, callbacks: Callbacks, started: float) -> dict[str, Any]:  # fmt: skip
+    """Save model.keras, score the test split, write summary.json, drop the backup: the
+    backup stays until the final files are committed, so a kill in between only makes
+    `--resume` finish them."""
+    import tf_keras as keras
+
+    from bigmodel_cli import callbacks as cb
+    from bigmodel_cli import data as data_lib
+    from bigmodel_cli.evaluation import score_saved_model
+
+    run, model, spec = claimed.run, built.model, data.spec
+    faults.point("before_model_save")
+    cb.save_model_atomically(model, run.model)
+    test_metrics, scored = None, None
+    if data.bundle.test is not None:
+        test_metrics, scored = score_saved_model(run, data.bundle.test, cfg, spec)
+    rows = cb.read_metrics_rows(run.metrics)
+    history = cb.history_of(rows)
+    ending = callbacks.backup.ending()
+    seconds = sum(float(r.get("seconds") or 0) for r in rows)
+    examples = sum(float(r.get("seconds") or 0) * float(r.get("examples_per_second") or 0)
+                   for r in rows)  # fmt: skip
+    rate = examples / seconds if seconds else 0.0
+    checkpoints = callbacks.checkpoints
+    summary = {
+        "name": cfg.name,
+        # Only the chief keeps a run directory; other workers' scratch is removed.
+        "run_dir": str(run.root) if claimed.is_chief else None,
+        "status": "completed",
+        "stop_reason": ending["stop_reason"],
+        "epochs_run": len(rows),
+        "epochs_requested": cfg.train.epochs,
+        "best_epoch": checkpoints.best_epoch,
+        "best": {"monitor": checkpoints.monitor, "value": checkpoints.best_value},
+        "final_weights": ending["final_weights"],
+        "final": history,
+        "test": test_metrics,
+        "test_model": str(scored) if scored else None,
+        "params": int(model.count_params()),
+        "trainable_params": int(
+            sum(keras.backend.count_params(w) for w in model.trainable_weights)
+        ),
+        "flops_per_example": int(built.flops),
+        "train_seconds": round(seconds, 3),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "examples_per_second": round(rate, 1),
+        "mfu": round(
+            callbacks.throughput.train_flops_per_item * rate / callbacks.throughput.peak_flops, 5
+        )
+        if callbacks.throughput.peak_flops
+        else 0.0,  # fmt: skip
+        "peak_flops": callbacks.throughput.peak_flops,
+        "steps_per_execution": built.steps_per_execution,
+        "jit_compile": cfg.train.jit_compile,
+        "strategy": runtime.placement.name,
+        "replicas": runtime.placement.replicas,
+        "precision": built.precision,
+        "data": data_lib.describe(data.bundle),
+        "resumed_from": start.resumed_from,
+        # Where training picked up: (epoch, step) counted from 0.
+        "resumed_at": {"epoch": start.position.epoch, "batch": start.position.step}
+        if start.resumed_from
+        else None,
+    }
+    if spec.task == "language_model":
+        summary["tokens_per_second"] = summary.pop("examples_per_second")
+    faults.point("before_summary")
+    run_dir.atomic_write_json(run.summary, summary)
+    faults.point("after_summary")
+    backup.remove(run.backup)
+    return summary
+
+
+STOP_REASONS = {
+    "early_stopping": "early stopping",
+    "time_limit": "the time limit",
+    "epochs_completed": "the last epoch",
+}
+
+
+def _end_note(summary: dict[str, Any]) -> None:
+    best = summary["best"]
+    value = best["value"]
+    best_text = (
+        f"best epoch {summary['best_epoch']} ({best['monitor']} {value:.4f})"
+        if summary["best_epoch"] is not None and value is not None and math.isfinite(value)
+        else "no best epoch"
+    )
+    console.note(
+        f"finished by {STOP_REASONS.get(summary['stop_reason'], summary['stop_reason'])} after "
+        f"{summary['epochs_run']} epochs; {best_text}; model.keras holds "
+        f"{summary['final_weights']} weights; {summary['train_seconds']:.1f} s of training"
+    )
+
+
+def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any]:
+    """The recipe itself (see the module docstring)."""
+    import_tensorflow()  # heavy imports only once the config is known to be valid
+    cfg, started = start.cfg, time.perf_counter()
+    runtime = _setup_runtime(cfg)
+    data = _prepare_data(cfg, start)
+    built = _build_and_compile(cfg, runtime, data)
+    if deadline is not None:
+        deadline.cancel()  # every worker has joined: the model's variables exist
+    with _claim_run_dir(cfg, start, options, runtime, data) as claimed:
+        run_dir.atomic_write_json(
+            claimed.run.environment, _environment(runtime.placement, built.precision, options)
+        )
+        if options.progress and claimed.is_chief:
+            console.note(f"run directory: {claimed.run.root}")
+            _resume_note(cfg, start, data)
+        callbacks = _build_callbacks(cfg, start, claimed, runtime, data, built, options)
+        # Signals stay handled until summary.json is written: one that comes after fit
+        # lets the (finished) run complete its summary instead of dying without one.
+        with _stop_on_signals(callbacks.stop):
+            _fit(cfg, start, claimed, runtime, data, built, callbacks)
+            faults.point("after_fit")
+            summary = _summarize(cfg, start, claimed, runtime, data, built, callbacks, started)
+        if options.progress and claimed.is_chief:
+            _end_note(summary)
+        return summary

@@ -85,7 +85,8 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
     assert f"bigmodel train --resume {run}" in err
     done_before = len(rows(metrics))
     assert 2 <= done_before < epochs
-    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    manifest = run / "checkpoints" / "backup" / "chief" / "manifest.json"
+    state = json.loads(manifest.read_text())["state"]  # committed with the backup
 
     resumed = run_bigmodel("train", "--resume", str(run), "--json")
     assert resumed.returncode == 0, resumed.stderr

@@ -63,12 +63,12 @@ def rows(run: Path) -> list[dict]:
 
 
 def backups(run: Path) -> int:
-    """How many backups were written (the checkpoint counter), 0 before the first."""
-    state = run / "checkpoints" / "backup" / "chief" / "checkpoint"
-    if not state.exists():
-        return 0
-    line = state.read_text().splitlines()[0]  # model_checkpoint_path: "ckpt-N"
-    return int(line.rsplit("-", 1)[1].rstrip('"'))
+    """How many backups were committed (the manifest's sequence), 0 before the first."""
+    path = run / "checkpoints" / "backup" / "chief" / "manifest.json"
+    try:
+        return int(json.loads(path.read_text()).get("sequence", 0))
+    except (OSError, ValueError):
+        return 0  # not there yet, or being replaced this instant
 
 
 def wait_for(process: subprocess.Popen, out: Path, ready) -> Path:
@@ -82,10 +82,10 @@ def wait_for(process: subprocess.Popen, out: Path, ready) -> Path:
 
 
 def resume_position(run: Path) -> tuple[int, int]:
-    from bigmodel_cli.training import _resume_position
+    from bigmodel_cli.backup import read_commit
 
-    steps = (1200 - 2 * 120) // 64  # 960 training examples in batches of 64: 15 steps
-    return _resume_position(run / "checkpoints" / "backup", steps, steps)
+    position = read_commit(run / "checkpoints" / "backup").position
+    return position.epoch, position.step
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +105,15 @@ def uninterrupted(tmp_path_factory) -> dict:
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, uninterrupted):
     """Backups every 3 steps; SIGKILL right after a mid-epoch backup of epoch 2 or later."""
-    # 15 steps per epoch: backups after steps 3, 6, 9, 12, 15 and at the epoch end, so
-    # ckpt-N with N % 6 in 1..4 is mid-epoch. A kill can still land just after the next
+    # 15 steps per epoch: backups after steps 3, 6, 9, 12 and at the epoch end, so
+    # backup N with N % 5 in 1..4 is mid-epoch. A kill can still land just after the next
     # boundary backup; then try again in a fresh folder.
     for attempt in range(3):
         out = tmp_path / f"attempt-{attempt}"
         process = start(
             out, "--set", "train.checkpoint.every_steps=3", "--set", "train.deterministic=true"
         )
-        run = wait_for(process, out, lambda r: len(rows(r)) >= 1 and backups(r) % 6 in (1, 2, 3))
+        run = wait_for(process, out, lambda r: len(rows(r)) >= 1 and backups(r) % 5 in (1, 2, 3))
         process.kill()
         process.wait()
         epoch, step = resume_position(run)
