@@ -104,6 +104,9 @@ def train(
     if json_:
         console.print_json(summary)
         return
+    if summary.get("run_dir") is None:  # a multi_worker worker other than the chief
+        console.note("this worker is done; the chief wrote the run directory")
+        return
     test = summary.get("test") or {}
     if test:
         console.table("test", ["metric", "value"], sorted(test.items()))

@@ -93,11 +93,21 @@ OPTIMIZER_ARGS: dict[str, set[str]] = {
 }
 
 
+# Keras's own default learning rate of each optimizer (0.001 for the others): a config
+# that names an optimizer and no rate gets what that Keras optimizer would use.
+KERAS_LEARNING_RATES = {"sgd": 0.01}
+DEFAULT_LEARNING_RATE = 1.0e-3
+
+
 class OptimizerConfig(Section):
     """Optimizer, learning rate (or schedule) and gradient clipping."""
 
     name: Literal[OPTIMIZERS] = Field("adam", description="Optimizer.")  # type: ignore[valid-type]
-    learning_rate: LearningRate = Field(1.0e-3, description="A number, or a schedule mapping.")
+    learning_rate: LearningRate = Field(
+        DEFAULT_LEARNING_RATE,
+        description="A number, or a schedule mapping. Default: the Keras optimizer's own "
+        "(0.01 for sgd, 0.001 for the others).",
+    )
     clipnorm: float | None = Field(None, gt=0, description="Clip each gradient's norm.")
     clipvalue: float | None = Field(None, gt=0, description="Clip each gradient element.")
     global_clipnorm: float | None = Field(None, gt=0, description="Clip the global norm.")
@@ -113,6 +123,14 @@ class OptimizerConfig(Section):
     weight_decay: float | None = Field(
         None, ge=0, description="Decoupled weight decay (adamw default 0.004)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keras_default_learning_rate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "learning_rate" not in data:
+            rate = KERAS_LEARNING_RATES.get(data.get("name"), DEFAULT_LEARNING_RATE)
+            data = {**data, "learning_rate": rate}
+        return data
 
     @model_validator(mode="after")
     def _args_fit_optimizer(self) -> OptimizerConfig:

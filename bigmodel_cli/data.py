@@ -443,7 +443,33 @@ def _spec(raw: RawData, shape: tuple[int, ...], cfg: Config) -> DataSpec:
 # === tf.data ================================================================
 
 
-EPOCH_SEED_STRIDE = 1_000_003  # seed of epoch e: seed * stride + e, distinct for every e
+def _epoch_stream(x: np.ndarray, y: np.ndarray, cfg: Config, start: tuple[int, int]):
+    """Batches of epochs `start[0]`, `start[0] + 1`, ... without end, the first epoch's
+    first `start[1]` batches skipped. Each epoch is a permutation of the example indices
+    seeded by (seed, epoch), so any position of the stream is reached without reading
+    what comes before it, and a resumed run sees the batches an uninterrupted run would.
+    """
+    import tensorflow as tf
+
+    first_epoch, first_step = start
+    n, batch_size, shuffle = len(x), cfg.data.batch_size, cfg.data.shuffle
+    seed = tf.constant(cfg.seed, tf.int64)
+
+    def epoch_batches(epoch):
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            keys = tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch]))
+            order = tf.cast(tf.argsort(keys, stable=True), tf.int64)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        skipped = tf.where(epoch == first_epoch, tf.constant(first_step, tf.int64), 0)
+        return batches.skip(skipped)
+
+    inputs, labels = tf.constant(x), tf.constant(y)
+    stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_batches)
+    return stream.map(
+        lambda index: (tf.gather(inputs, index), tf.gather(labels, index)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
 
 
 def make_dataset(
@@ -479,21 +505,11 @@ def make_dataset(
         # A tf.data map costs ~0.2 ms a batch on 2 cores, more than a small model's step.
         y = np.eye(spec.num_classes, dtype=np.float32)[y]
         encode_in_map = False
-    # No cache(): the slices already live in memory, caching would only copy them.
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training and start is not None:
-        first_epoch, first_step = start
-        examples, shuffle, batch_size = ds, cfg.data.shuffle, cfg.data.batch_size
-
-        def one_epoch(epoch):
-            part = examples
-            if shuffle:
-                seed = tf.constant(cfg.seed, tf.int64) * EPOCH_SEED_STRIDE + epoch
-                part = part.shuffle(len(x), seed=seed, reshuffle_each_iteration=False)
-            return part.batch(batch_size)
-
-        ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(one_epoch).skip(first_step)
+        ds = _epoch_stream(x, y, cfg, start)
     else:
+        # No cache(): the slices already live in memory, caching would only copy them.
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
         if training and cfg.data.shuffle:
             ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
         ds = ds.batch(cfg.data.batch_size)

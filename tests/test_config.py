@@ -364,3 +364,16 @@ def test_a_language_model_with_only_max_length_builds(runner, write_config):
     result = runner.invoke(app, ["validate", str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["input_shape"] == [16]
+
+
+@pytest.mark.parametrize("name", ["sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamw",
+                                  "nadam", "adamax"])  # fmt: skip
+def test_an_optimizer_without_a_learning_rate_gets_the_keras_default(name):
+    import inspect
+
+    from bigmodel_cli.config import OptimizerConfig
+    from bigmodel_cli.registry import OPTIMIZERS
+
+    keras_default = inspect.signature(OPTIMIZERS[name]).parameters["learning_rate"].default
+    assert OptimizerConfig(name=name).learning_rate == keras_default
+    assert OptimizerConfig(name=name, learning_rate=0.5).learning_rate == 0.5
