@@ -48,6 +48,13 @@ class Position:
     epoch: int = 0
     step: int = 0
 
+    def normalized(self, steps_per_epoch: int) -> Position:
+        """An epoch whose every step is done is the start of the next one (backups of
+        bigmodel 0.1 could record that)."""
+        if self.step >= steps_per_epoch:
+            return Position(self.epoch + 1, 0)
+        return self
+
     def stream_start(self, steps_per_epoch: int, batches_per_epoch: int) -> tuple[int, int]:
         """(data epoch, batch in it) of the next batch: training epochs of
         `steps_per_epoch` steps are cut from a stream of whole data epochs."""
@@ -176,15 +183,9 @@ def _legacy_commit(folder: Path, checkpoint: str | None, files: dict[str, str]) 
         sequence=sequence,
         checkpoint=checkpoint,
         files=files,
-        position=_after(max(0, epoch), max(-1, batch) + 1),
+        position=Position(max(0, epoch), max(-1, batch) + 1),
         state={k: state[k] for k in ("best", "early_stopping") if k in state},
     )
-
-
-def _after(epoch: int, steps_done: int, steps_per_epoch: int | None = None) -> Position:
-    if steps_per_epoch is not None and steps_done >= steps_per_epoch:
-        return Position(epoch + 1, 0)
-    return Position(epoch, steps_done)
 
 
 def _verify_files(folder: Path, commit: Commit, backup: Path) -> None:

@@ -9,6 +9,7 @@ run directory (the others write to a temporary folder they remove).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shlex
 import shutil
@@ -40,6 +41,9 @@ class TrainOptions:
     resume: Path | None = None
     progress: bool = True  # progress bars and notes on stderr (off for smoke runs)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
+    # More Keras callbacks (e.g. a tuner's pruner), run after the run's own: at each
+    # epoch end they see the epoch committed (metrics row, checkpoints, backup).
+    callbacks: list = field(default_factory=list)
 
 
 def monitor_mode(monitor: str) -> str:
@@ -332,6 +336,9 @@ def _prepare_data(cfg: Config, start: _Start) -> Prepared:
     _check_fit(cfg, spec, len(bundle.train))
     batches_per_epoch = math.ceil(len(bundle.train) / cfg.data.batch_size)
     steps_per_epoch = cfg.train.steps_per_epoch or batches_per_epoch
+    if start.commit is not None:
+        position = start.commit.position.normalized(steps_per_epoch)
+        start.commit = dataclasses.replace(start.commit, position=position)
     # An endless stream of seeded epochs, started where a resumed run's backup ends.
     stream_start = start.position.stream_start(steps_per_epoch, batches_per_epoch)
     train_ds = data_lib.make_dataset(bundle.train, cfg, spec, training=True, start=stream_start)
@@ -557,6 +564,7 @@ def _build_callbacks(
         )  # fmt: skip
         progress = cb.LiveProgressCallback if display.live else cb.ProgressCallback
         callbacks.append(progress(display, throughput))
+    callbacks.extend(options.callbacks)
     return Callbacks(
         callbacks, throughput, checkpoints, early_stopping, time_limit, resume_backup, stop,
         monitor,
@@ -714,6 +722,7 @@ def _summarize(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, d
     run_dir.atomic_write_json(run.summary, summary)
     faults.point("after_summary")
     backup.remove(run.backup)
+    run.state.unlink(missing_ok=True)  # callback state of bigmodel 0.1's backups
     return summary
 
 
