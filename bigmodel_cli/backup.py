@@ -74,6 +74,9 @@ class Commit:
     finished: dict[str, Any] | None = None
     carry: str | None = None  # the metric totals file of an interrupted epoch
     config_sha256: str | None = None  # config.yaml as the run was trained with
+    # Arrays the callbacks keep beside the weights (early stopping's best weights), by
+    # role: the file holding them, rewritten only when its name (their version) changes.
+    attachments: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class Commit:
             "finished": self.finished,
             "carry": self.carry,
             "config_sha256": self.config_sha256,
+            "attachments": self.attachments,
         }
 
 
@@ -150,6 +154,7 @@ def _commit_from_json(data: dict, folder: Path) -> Commit:
     if epoch < 0 or step < 0:
         raise ValueError(f"position {position} is negative")
     carry = data.get("carry")
+    attachments = {str(k): _plain_name(v) for k, v in dict(data.get("attachments") or {}).items()}
     return Commit(
         sequence=int(data.get("sequence", 0)),
         checkpoint=checkpoint,
@@ -159,6 +164,7 @@ def _commit_from_json(data: dict, folder: Path) -> Commit:
         finished=dict(data["finished"]) if data.get("finished") else None,
         carry=_plain_name(carry) if carry is not None else None,
         config_sha256=data.get("config_sha256"),
+        attachments=attachments,
     )
 
 
@@ -214,12 +220,20 @@ def _verify_files(folder: Path, commit: Commit, backup: Path) -> None:
             )
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as arrays:
+        return {name: arrays[name] for name in arrays.files}
+
+
 def read_carry(backup: Path, commit: Commit) -> dict[str, np.ndarray]:
     """The metric totals an interrupted epoch had reached (already digest-checked)."""
-    if commit.carry is None:
-        return {}
-    with np.load(folder_of(backup) / commit.carry, allow_pickle=False) as arrays:
-        return {name: arrays[name] for name in arrays.files}
+    return _read_npz(folder_of(backup) / commit.carry) if commit.carry else {}
+
+
+def read_attachment(backup: Path, commit: Commit, role: str) -> dict[str, np.ndarray] | None:
+    """The arrays a callback attached to the commit (already digest-checked), or None."""
+    name = commit.attachments.get(role)
+    return _read_npz(folder_of(backup) / name) if name else None
 
 
 # === Writing commits ==========================================================
@@ -252,7 +266,10 @@ class BackupWriter:
         state: dict[str, Any],
         finished: dict[str, Any] | None = None,
         carry: dict[str, np.ndarray] | None = None,
+        attachments: dict[str, tuple[str, Any]] | None = None,
     ) -> Commit:
+        """Commit a backup. `attachments`: role -> (file name, a function giving the
+        arrays); a file the last commit already holds under that name is kept as it is."""
         sequence = self.last.sequence + 1
         name = f"ckpt-{sequence}"
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -265,9 +282,20 @@ class BackupWriter:
             path = self.folder / carry_name
             run_dir.atomic_write(path, lambda tmp: _save_npz(tmp, carry))
             files[carry_name] = run_dir.sha256_of(path)
+        attached = {}
+        for role, (file_name, arrays) in (attachments or {}).items():
+            file_name = _plain_name(file_name)
+            path = self.folder / file_name
+            if file_name in self.last.files and path.is_file():
+                files[file_name] = self.last.files[file_name]  # unchanged since then
+            else:
+                run_dir.atomic_write(path, lambda tmp, a=arrays: _save_npz(tmp, a()))
+                files[file_name] = run_dir.sha256_of(path)
+            attached[role] = file_name
         commit = Commit(
-            sequence, name, files, position, state, finished, carry_name, self.config_sha256
-        )
+            sequence, name, files, position, state, finished, carry_name, self.config_sha256,
+            attached,
+        )  # fmt: skip
         if self.records:
             faults.point("backup_before_manifest", sequence)
             self._write_manifest(commit)

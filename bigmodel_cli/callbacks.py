@@ -411,6 +411,7 @@ class ResumeBackup(keras.callbacks.Callback):
         ending: Callable[[], dict],
         throughput: Throughput,
         carry_metrics: bool = True,
+        attachments: Callable[[], dict] = dict,
     ):
         super().__init__()
         # Under multi_worker each worker's metric totals are its own share: carrying the
@@ -423,6 +424,7 @@ class ResumeBackup(keras.callbacks.Callback):
         self.stop = stop
         self.state = state  # the other callbacks' memory, committed with each backup
         self.ending = ending  # how training ended: stop reason, what the weights are
+        self.attachments = attachments  # role -> (file name, arrays) kept with the backup
         self.throughput = throughput
         self._carry: dict[str, np.ndarray] = {}
         self._epoch = 0
@@ -496,28 +498,24 @@ class ResumeBackup(keras.callbacks.Callback):
         if ending:
             state["ending"] = ending
         totals = metric_totals(self.model) if carry and self.carry_metrics else None
-        self.writer.commit(position, state, finished=finished, carry=totals)
+        self.writer.commit(
+            position, state, finished=finished, carry=totals, attachments=self.attachments()
+        )
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping whose patience, best value and best weights survive `--resume`.
-
-    The best weights come back from `best_weights_path`: best.keras when early stopping
-    watches what the checkpoints do, else a file of its own that it keeps up to date
-    (`save_best`), so a resumed run ends with the weights the uninterrupted one would.
+    """EarlyStopping whose patience, best value and best weights survive `--resume`:
+    `state()` and `best_weights` are committed with each backup (the weights as an
+    attachment, rewritten only when the best epoch changes), and come back through
+    `resume_from`, so a resumed run ends with the weights the uninterrupted one would.
     """
 
-    def __init__(
-        self,
-        state: dict | None = None,
-        best_weights_path: Path | None = None,
-        save_best: bool = False,
-        **kw,
-    ):
+    ATTACHMENT = "early_stopping_best"
+
+    def __init__(self, state: dict | None = None, best_weights=None, **kw):
         super().__init__(**kw)
         self._resume_state = state
-        self._best_weights_path = best_weights_path
-        self._save_best = save_best
+        self._resume_weights = best_weights
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
@@ -526,24 +524,23 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         self.wait = self._resume_state["wait"]
         self.best = self._resume_state["best"]
         self.best_epoch = self._resume_state["best_epoch"]
-        path = self._best_weights_path
-        if self.restore_best_weights and path is not None and path.is_file():
-            from bigmodel_cli.registry import custom_objects
-
-            run_dir.verify_digest(path)
-            best = keras.models.load_model(
-                path, compile=False, safe_mode=True, custom_objects=custom_objects()
-            )
-            self.best_weights = best.get_weights()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        super().on_epoch_end(epoch, logs)
-        improved = self.best_epoch == epoch  # Keras records the epoch of a new best
-        if self._save_best and self._best_weights_path and improved and finite_loss(logs):
-            save_model_atomically(self.model, self._best_weights_path)
+        if self.restore_best_weights and self._resume_weights is not None:
+            self.best_weights = list(self._resume_weights)
 
     def state(self) -> dict:
         return {"wait": self.wait, "best": float(self.best), "best_epoch": self.best_epoch}
+
+    def attachment(self) -> dict[str, tuple[str, Callable[[], dict[str, np.ndarray]]]]:
+        """The best weights for the backup, named by their epoch (their version)."""
+        if not self.restore_best_weights or self.best_weights is None:
+            return {}
+        weights = self.best_weights
+        arrays = lambda: {f"w{i:04d}": w for i, w in enumerate(weights)}  # noqa: E731
+        return {self.ATTACHMENT: (f"early-stopping-best-{self.best_epoch + 1}.npz", arrays)}
+
+    @staticmethod
+    def weights_from(arrays: dict[str, np.ndarray] | None) -> list[np.ndarray] | None:
+        return None if arrays is None else [arrays[k] for k in sorted(arrays)]
 
 
 class NaNGuard(keras.callbacks.Callback):

@@ -32,7 +32,6 @@ METRICS = "metrics.csv"
 TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 BEST = "best.keras"
-EARLY_STOPPING_BEST = "early_stopping_best.keras"
 LAST = "last.keras"
 BACKUP = "backup"
 STATE = "state.json"
@@ -71,11 +70,6 @@ class RunDir:
     @property
     def best(self) -> Path:
         return self.checkpoints / BEST
-
-    @property
-    def early_stopping_best(self) -> Path:
-        """Early stopping's best weights, when it watches another metric than best.keras."""
-        return self.checkpoints / EARLY_STOPPING_BEST
 
     @property
     def last(self) -> Path:

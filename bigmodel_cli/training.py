@@ -474,18 +474,18 @@ def _build_callbacks(
     early_stopping = None
     if cfg.train.early_stopping:
         es = cfg.train.early_stopping
-        mode = monitor_mode(es.monitor) if es.mode == "auto" else es.mode
-        # Early stopping's best epoch is best.keras's only when both judge alike;
-        # otherwise it keeps its own file, so a resume can restore the right weights.
-        same_best = es.monitor == monitor and mode == monitor_mode(monitor) and not es.min_delta
+        saved = None
+        if start.commit is not None and start.run is not None:
+            saved = backup.read_attachment(
+                start.run.backup, start.commit, cb.ResumableEarlyStopping.ATTACHMENT
+            )
         early_stopping = cb.ResumableEarlyStopping(
             state=state.get("early_stopping"),
-            best_weights_path=run.best if same_best else run.early_stopping_best,
-            save_best=not same_best and es.restore_best_weights,
+            best_weights=cb.ResumableEarlyStopping.weights_from(saved),
             monitor=es.monitor,
             patience=es.patience,
             min_delta=es.min_delta,
-            mode=mode,
+            mode=monitor_mode(es.monitor) if es.mode == "auto" else es.mode,
             restore_best_weights=es.restore_best_weights,
         )
     time_limit = None
@@ -504,11 +504,12 @@ def _build_callbacks(
             reason = "early_stopping"
         elif time_limit is not None and time_limit.reached:
             reason = "time_limit"
-        weights = "the last epoch's"
+        weights, epoch = "the last epoch's", None
         es = early_stopping
         if es is not None and es.restore_best_weights and es.best_weights is not None:
-            weights = f"the best epoch's ({es.best_epoch + 1}, by {es.monitor})"
-        return {"stop_reason": reason, "final_weights": weights}
+            epoch = es.best_epoch + 1
+            weights = f"the best epoch's ({epoch}, by {es.monitor})"
+        return {"stop_reason": reason, "final_weights": weights, "final_weights_epoch": epoch}
 
     def memory() -> dict:
         remembered = {"best": checkpoints.state()}
@@ -537,6 +538,7 @@ def _build_callbacks(
         ending,
         throughput,
         carry_metrics=runtime.placement.name != "multi_worker",
+        attachments=early_stopping.attachment if early_stopping is not None else dict,
     )
     callbacks: list = [
         throughput,  # first: the others read its epoch timings
@@ -687,6 +689,8 @@ def _summarize(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, d
         "best_epoch": checkpoints.best_epoch,
         "best": {"monitor": checkpoints.monitor, "value": checkpoints.best_value},
         "final_weights": ending["final_weights"],
+        # The epoch model.keras's weights are from (None: the last one trained).
+        "final_weights_epoch": ending.get("final_weights_epoch"),
         "final": history,
         "test": test_metrics,
         "test_model": str(scored) if scored else None,
