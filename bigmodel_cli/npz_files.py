@@ -27,6 +27,8 @@ from bigmodel_cli.errors import DataError
 NPY_MAGIC = b"\x93NUMPY"
 # Bytes held per value besides the file's own: the float32 (or int32) conversion, the
 # splits, normalization's temporaries and the tf.data copy, each 4 bytes a value.
+# Measured: 200,000 x 256 float32 trained with normalize: true peaked 740 MiB above a
+# 2,000-example run, 15 bytes a value in all; 4 + 16 leaves a margin.
 COPY_BYTES_PER_VALUE = 16
 
 
