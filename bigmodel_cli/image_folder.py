@@ -228,6 +228,11 @@ def decode_parallelism(largest_pixels: int) -> int:
     return max(1, min(cores, int(available / 2 // per_decode)))
 
 
+def parallel_calls(tf, parallel: int) -> int:
+    """tf.data's own tuning (at most a decode per core) unless memory asks for fewer."""
+    return parallel if parallel < (os.cpu_count() or 1) else tf.data.AUTOTUNE
+
+
 def load_images(
     paths: list[Path], cfg: Config, shape: tuple[int, int, int] | None = None
 ) -> np.ndarray:
@@ -256,7 +261,7 @@ def load_images(
     names = [os.fsencode(p) for p in paths]  # bytes: any file name the OS accepts
     dataset = (
         tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), names))
-        .map(decode, num_parallel_calls=parallel)
+        .map(decode, num_parallel_calls=parallel_calls(tf, parallel))
         .ignore_errors()  # a bad file drops out; its index is missing below
         .batch(DECODE_BATCH)
     )

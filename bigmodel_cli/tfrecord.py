@@ -33,6 +33,7 @@ from bigmodel_cli.image_folder import (
     decode_parallelism,
     largest_image,
     op_message,
+    parallel_calls,
 )
 from bigmodel_cli.image_headers import image_size_of_bytes
 
@@ -90,8 +91,9 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
         try:
             if inputs.dtype == "image":  # every header read before any image is decoded
                 largest = _largest_image(tf.data.TFRecordDataset([str(path)]).map(encoded), path)
-                parallel = decode_parallelism(largest)
-                decoding = parallel * largest * DECODE_BYTES_PER_PIXEL
+                workers = decode_parallelism(largest)
+                decoding = workers * largest * DECODE_BYTES_PER_PIXEL
+                parallel = parallel_calls(tf, workers)
             dataset = tf.data.TFRecordDataset([str(path)])
             dataset = dataset.map(parse, num_parallel_calls=parallel).batch(4096)
             for x_batch, y_batch in dataset.as_numpy_iterator():
