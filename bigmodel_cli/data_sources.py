@@ -3,36 +3,34 @@
 Sources: scikit-learn's bundled datasets (no download), seeded synthetic data
 (`synthetic.py`), and the user's csv and npz files.
 
-**Classification or regression** (csv, and npz labels of one value per example): when
-the config names a `loss`, the loss decides (a cross-entropy loss means classes).
-Otherwise the target is classification when it is not numeric, or when every value is an
-integer and there are at most 50 distinct values; anything else is regression. Class
-labels are mapped to 0..K-1 in sorted order (numbers by value, strings alphabetically),
-and `class_names` keeps the original labels. Numeric class labels must be integers >= 0.
+Labels of one value per example (csv, npz, tfrecord) become classes or regression
+targets as `targets.encode_target` says (the loss decides, else the values do); a
+missing target is an error.
 
-**npz** files are read with `allow_pickle=False`: arrays of Python objects are refused,
-never unpickled. They hold `x`, `y`, or `x_train`, `y_train`, `x_test`, `y_test` (the file's
-test set is then the test split). An integer `x` of shape (n, T) is read as token ids
-(vocab_size = largest id + 1) when `model.type` is rnn or transformer, or when training a
-language model; otherwise integers are plain numeric features. Labels of shape (n, k) that
-are one-hot rows become class ids unless the loss is a regression loss.
+**npz** files are read through `npz_files.NpzArchive`: every array's header is checked
+(declared against stored size, the memory available, no Python objects) before its data
+is read with `allow_pickle=False`. They hold `x`, `y`, or `x_train`, `y_train`, `x_test`,
+`y_test` (the file's test set is then the test split), at least one example, and inputs
+float32 can hold (`data_limits`). An integer `x` of shape (n, T) is read as token ids
+(vocab_size = largest id + 1, below `model.vocab_size` when set, else at most
+MAX_INFERRED_VOCAB) when `model.type` is rnn or transformer, or when training a language
+model; otherwise integers are plain numeric features. Labels of shape (n, k) that are
+one-hot rows become class ids unless the loss is a regression loss.
 """
 
 from __future__ import annotations
 
-import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bigmodel_cli.config import Config, is_language_model
+from bigmodel_cli.data_limits import MAX_INFERRED_VOCAB, MAX_PROBLEMS, array_value_problems
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.npz_files import NpzArchive
 from bigmodel_cli.synthetic import generate
-
-MAX_INFERRED_CLASSES = 50
-MAX_PROBLEMS = 20  # report this many bad cells, then a count: enough to see the pattern
+from bigmodel_cli.targets import encode_target
 
 BUILTIN = {
     "digits": ("load_digits", "1797 8x8 grayscale images of handwritten digits, values 0..16"),
@@ -112,94 +110,12 @@ def _builtin(source: str) -> RawData:
     return RawData(x, y, "classification", kind, description, len(names), names)
 
 
-# === Labels ==================================================================
-
-
-def encode_target(
-    values: np.ndarray, cfg: Config, where: Callable[[int], str], origin: str
-) -> tuple[str, np.ndarray, tuple[str, ...] | None]:
-    """(task, y, class_names) for one label per example; see the module docstring.
-
-    `values` is numeric, or strings (csv cells, npz string arrays); `where(i)` names
-    example i in errors, `origin` names the whole column.
-    """
-    numeric = _as_numbers(values)
-    if cfg.loss is not None:
-        classify = cfg.loss.is_classification
-    else:
-        classify = numeric is None or (
-            bool(np.all(numeric == np.round(numeric)))
-            and len(np.unique(numeric)) <= MAX_INFERRED_CLASSES
-        )
-    if not classify:
-        if numeric is None:
-            bad = [i for i, v in enumerate(values) if finite_number(v) is None]
-            loss = cfg.loss.name if cfg.loss else "a regression loss"
-            raise DataError(
-                capped(
-                    f"{where(i)}: {str(values[i])!r} is not a number ({loss} needs numbers)"
-                    for i in bad
-                )
-            )
-        return "regression", numeric.astype(np.float32).reshape(-1, 1), None
-    if numeric is not None:
-        bad = np.flatnonzero((numeric < 0) | (numeric != np.round(numeric)))
-        if len(bad):
-            problems = capped(
-                f"{where(i)}: class labels must be integers >= 0; received {str(values[i])!r}"
-                for i in bad
-            )
-            hint = f"{origin}: if this is a numeric target, set `loss: mse` (regression)"
-            raise DataError([*problems, hint])
-        labels, y = np.unique(numeric.astype(np.int64), return_inverse=True)
-        names = tuple(str(v) for v in labels)
-    else:
-        labels, y = np.unique(np.asarray(values).astype(str), return_inverse=True)
-        names = tuple(str(v) for v in labels)
-    if len(names) < 2:
-        raise DataError(
-            f"{origin}: only one class ({names[0]!r}); classification needs two or more"
-        )
-    return "classification", y.astype(np.int64).reshape(-1), names
-
-
-def finite_number(text) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None
-
-
-def _as_numbers(values: np.ndarray) -> np.ndarray | None:
-    """Finite float64 values, or None when any value is not a finite number."""
-    if values.dtype.kind in "biuf":
-        numbers = values.astype(np.float64)
-        return numbers if np.all(np.isfinite(numbers)) else None
-    numbers = [finite_number(v) for v in values]
-    return None if any(v is None for v in numbers) else np.asarray(numbers, dtype=np.float64)
-
-
-def capped(problems) -> list[str]:
-    problems = list(problems)
-    if len(problems) > MAX_PROBLEMS:
-        extra = len(problems) - MAX_PROBLEMS
-        problems = problems[:MAX_PROBLEMS] + [f"... and {extra} more like these"]
-    return problems
-
-
 # === npz =====================================================================
 
 
 def _npz(path: Path, cfg: Config) -> RawData:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"data.path: {path}: not a readable .npz archive ({err})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"data.path: {path}: a single .npy array; expected an .npz with x and y")
-    with archive:
-        keys = set(archive.files)
+    with NpzArchive(path, f"data.path: {path}") as archive:
+        keys = archive.names
         split = {"x_train", "y_train", "x_test", "y_test"}
         if {"x", "y"} <= keys and not keys & split:
             wanted = ["x", "y"]
@@ -210,7 +126,7 @@ def _npz(path: Path, cfg: Config) -> RawData:
                 f"data.path: {path} holds arrays {', '.join(sorted(keys)) or '(none)'}; "
                 "expected exactly x, y or x_train, y_train, x_test, y_test"
             )
-        arrays = {name: _array(archive, name, path) for name in wanted}
+        arrays = archive.load(wanted)  # headers checked first: sizes, memory, no objects
     notes = []
     if len(wanted) == 4:
         notes.append(f"{path} brings its own test set (x_test): data.test_split is not applied")
@@ -219,10 +135,12 @@ def _npz(path: Path, cfg: Config) -> RawData:
     for xa, ya, xn, yn in zip(xs, ys, wanted[::2], wanted[1::2], strict=True):
         if xa.ndim == 0 or ya.ndim == 0 or len(xa) != len(ya):
             problems.append(f"{path}: {xn} has shape {xa.shape} but {yn} has {ya.shape}")
+        elif xn != "x_test" and len(xa) == 0:
+            problems.append(f"{path}: {xn} and {yn} hold no examples (shape {xa.shape})")
         if xa.dtype.kind not in "biuf":
             problems.append(f"{path}: {xn} has dtype {xa.dtype}; expected numbers")
-        elif xa.dtype.kind == "f" and not np.all(np.isfinite(xa)):
-            problems.append(f"{path}: {xn} holds NaN or infinite values")
+        else:
+            problems += array_value_problems(xa, f"{path}: {xn}", MAX_PROBLEMS)
     if len(xs) == 2 and xs[0].shape[1:] != xs[1].shape[1:]:
         problems.append(f"{path}: x_train examples are {xs[0].shape[1:]}, x_test {xs[1].shape[1:]}")
     if problems:
@@ -246,15 +164,13 @@ def from_arrays(
     tokens = tokens and (cfg.model.type in ("rnn", "transformer") or is_language_model(cfg))
     vocab = None
     if tokens:
-        if x.min() < 0:
-            raise DataError(f"{path}: x holds token ids, which must be >= 0; found {x.min()}")
-        kind, vocab = "tokens", int(x.max()) + 1
+        kind, vocab = "tokens", token_vocabulary(x, cfg, f"{path}: x")
         notes.append(f"x holds integers: read as token ids (vocab_size {vocab})")
     x = x.astype(np.int32 if tokens else np.float32)
 
     if is_language_model(cfg):
         task, names, y = "language_model", None, _npz_lm_labels(x, y, path, tokens)
-        vocab = max(vocab, int(y.max()) + 1)
+        vocab = max(vocab, token_vocabulary(y, cfg, f"{path}: y"))
         num_classes = vocab
     else:
         task, y, names = _npz_labels(y, cfg, path, notes)
@@ -271,21 +187,36 @@ def from_arrays(
     )
 
 
-def _array(archive, name: str, path: Path) -> np.ndarray:
-    try:
-        return archive[name]
-    except ValueError:  # numpy refuses object arrays without allow_pickle
+def token_vocabulary(ids: np.ndarray, cfg: Config, where: str) -> int:
+    """The vocabulary integer token ids need (largest id + 1). An id below 0, at or past
+    `model.vocab_size` when given, or past MAX_INFERRED_VOCAB otherwise is refused with
+    its index: ids index the embedding's rows, so one stray id would size the table."""
+    given = getattr(cfg.model, "vocab_size", None)
+    limit = given or MAX_INFERRED_VOCAB
+    bad = np.argwhere((ids < 0) | (ids >= limit))
+    if not len(bad):
+        return int(ids.max()) + 1 if ids.size else 1
+    index = tuple(int(i) for i in bad[0])
+    value = int(ids[index])
+    more = f" (and {len(bad) - 1:,} more)" if len(bad) > 1 else ""
+    at = f"{where}[{', '.join(map(str, index))}]: token id {value:,}{more}"
+    if value < 0:
+        raise DataError(f"{at} is negative; token ids are 0 or more")
+    if given:
         raise DataError(
-            f"data.path: {path}: array {name!r} holds Python objects (dtype object); bigmodel "
-            "never unpickles data files. Save numeric or string arrays instead."
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"data.path: {path}: cannot read array {name!r}: {err}") from None
+            f"{at} is out of range: model.vocab_size is {given:,} (ids 0 to {given - 1:,}); "
+            "raise model.vocab_size, or fix the data"
+        )
+    raise DataError(
+        f"{at} would need an embedding of {value + 1:,} rows, more than the "
+        f"{MAX_INFERRED_VOCAB:,} bigmodel infers from data: number the distinct tokens "
+        "0..K-1, or (transformer) set model.vocab_size to size the vocabulary explicitly"
+    )
 
 
 def _npz_lm_labels(x, y, path, tokens) -> np.ndarray:
     """Next-token labels: integer ids of the same shape as the token inputs."""
-    if not tokens or y.shape != x.shape or y.dtype.kind not in "iu" or y.min() < 0:
+    if not tokens or y.shape != x.shape or y.dtype.kind not in "iu":
         raise DataError(
             f"{path}: a language model needs integer token ids x and y of the same shape "
             f"(n, T), y the next token of x; received x {x.shape} {x.dtype}, y {y.shape} "
@@ -307,8 +238,9 @@ def _npz_labels(y: np.ndarray, cfg: Config, path: Path, notes: list[str]):
             notes.append(f"y is one-hot ({y.shape[1]} columns): converted to class ids")
             y = np.argmax(y, axis=1)
         elif cfg.loss is None or regression_loss:
-            if not np.all(np.isfinite(y)):
-                raise DataError(f"{path}: y holds NaN or infinite values")
+            problems = array_value_problems(y, f"{path}: y", MAX_PROBLEMS)
+            if problems:
+                raise DataError(problems)
             return "regression", y.astype(np.float32), None
     if y.ndim != 1:
         raise DataError(

@@ -22,25 +22,35 @@ parallel `tf.data` pipeline.
 files again, and the data must fit in RAM (n x height x width x channels bytes, plus a
 float32 copy of each split once normalized). A note reports the size.
 
+**Before decoding**, every file's header is read (image_headers): an image over
+MAX_IMAGE_PIXELS (every frame of a GIF counted), a JPEG XL or an animated WebP is
+refused, and the decodes in flight, no more at once than fit in half the memory
+available, count in the memory check.
+
 **Errors** (exit 2): a missing folder, fewer than two class folders, a class folder
-without images, and every file that cannot be read or decoded (all reported together,
-each by its path).
+without images, images refused before decoding, and every file that cannot be read or
+decoded (all reported together, each by its path).
 
 `load_images(paths, cfg)` decodes any list of files the same way (e.g. for prediction).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.data_sources import MAX_PROBLEMS, RawData
+from bigmodel_cli.data_limits import MAX_PROBLEMS, MEMORY_SHARE, capped
+from bigmodel_cli.data_limits import available_memory as _available_memory
+from bigmodel_cli.data_sources import RawData
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.image_headers import ImageSize, UnsupportedImage, image_size_of_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
@@ -161,14 +171,23 @@ def _image_files(class_dir: Path) -> tuple[list[Path], int]:
 
 # Decoded uint8 images, then the float32 copies normalization and batching make.
 BYTES_PER_VALUE_IN_MEMORY = 1 + 4 + 4
+# A file whose decoded image (every frame of a GIF) has more pixels than this is refused
+# before decoding: 100 megapixels is past nearly every camera's photo (Pillow warns of a
+# decompression bomb past 89), while a 500 KB PNG of one colour can declare 529.
+MAX_IMAGE_PIXELS = 100_000_000
+# Bytes one decode holds per decoded pixel (measured: 60 for RGBA to RGBA, 38 for
+# grayscale to RGBA): the uint8 image, its float32 copy, the channel conversion and the
+# resize's float32 intermediates.
+DECODE_BYTES_PER_PIXEL = 60
 
 
-def check_fits_in_memory(count: int, shape: tuple[int, ...]) -> None:
+def check_fits_in_memory(count: int, shape: tuple[int, ...], decoding: int = 0) -> None:
     """Refuse (exit 2) a folder whose decoded images would not fit in memory, before
-    allocating them, rather than be killed by the kernel halfway."""
-    needed = count * math.prod(shape) * BYTES_PER_VALUE_IN_MEMORY
+    allocating them, rather than be killed by the kernel halfway. `decoding`: bytes the
+    decodes in flight hold besides."""
+    needed = count * math.prod(shape) * BYTES_PER_VALUE_IN_MEMORY + decoding
     available = _available_memory()
-    if available is not None and needed > 0.8 * available:
+    if available is not None and needed > MEMORY_SHARE * available:
         raise DataError(
             f"data.image_size: {count:,} images of {list(shape)} need about "
             f"{needed / 2**30:.1f} GiB in memory; {available / 2**30:.1f} GiB are available. "
@@ -176,18 +195,42 @@ def check_fits_in_memory(count: int, shape: tuple[int, ...]) -> None:
         )
 
 
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+def largest_image(read_sizes: Iterable[Callable[[], ImageSize | None]], names: list[str]) -> int:
+    """The most pixels any of the images decodes to, from their headers (each read by
+    one of `read_sizes`). Images over MAX_IMAGE_PIXELS, or in a format whose size cannot
+    be read first, are refused (exit 2), every one named (up to MAX_PROBLEMS), before
+    any is decoded. A header that does not parse is left to the decoder to report."""
+    largest, problems = 0, []
+    bound = f"images over {MAX_IMAGE_PIXELS // 10**6} megapixels are refused before decoding"
+    for read, name in zip(read_sizes, names, strict=True):
+        try:
+            size = read()
+        except UnsupportedImage as err:
+            problems.append(f"{name}: {err}")
+            continue
+        if size is not None and size.pixels > MAX_IMAGE_PIXELS:
+            problems.append(f"{name}: {size.describe()} once decoded; {bound}. Downscale it")
+        elif size is not None:
+            largest = max(largest, size.pixels)
+    if problems:
+        raise DataError(capped(problems))
+    return largest
+
+
+def decode_parallelism(largest_pixels: int) -> int:
+    """Images to decode at once: every core, unless that many of the largest image's
+    decodes would take more than half the memory available (at least one)."""
+    cores = os.cpu_count() or 1
+    per_decode = largest_pixels * DECODE_BYTES_PER_PIXEL
+    available = _available_memory()
+    if available is None or per_decode == 0:
+        return cores
+    return max(1, min(cores, int(available / 2 // per_decode)))
+
+
+def parallel_calls(tf, parallel: int) -> int:
+    """tf.data's own tuning (at most a decode per core) unless memory asks for fewer."""
+    return parallel if parallel < (os.cpu_count() or 1) else tf.data.AUTOTUNE
 
 
 def load_images(
@@ -196,13 +239,18 @@ def load_images(
     """Decode and resize `paths` as `cfg.data` says (or to `shape`, e.g. a trained
     model's images): uint8 (n, height, width, channels).
 
+    Every image's header is read first (image_headers): one that decodes to more than
+    MAX_IMAGE_PIXELS is refused, and the decodes in flight count in the memory check.
     Every unreadable or undecodable file is reported in one DataError, by its path.
     """
     from bigmodel_cli.tfenv import import_tensorflow, quiet_native_logs
 
-    tf = import_tensorflow()
     shape = tuple(shape) if shape is not None else image_shape(cfg)
-    check_fits_in_memory(len(paths), shape)
+    readers = (functools.partial(image_size_of_file, p) for p in paths)
+    largest = largest_image(readers, [str(p) for p in paths])
+    parallel = decode_parallelism(largest)
+    check_fits_in_memory(len(paths), shape, parallel * largest * DECODE_BYTES_PER_PIXEL)
+    tf = import_tensorflow()
     out = np.empty((len(paths), *shape), dtype=np.uint8)
     if not paths:
         return out
@@ -213,7 +261,7 @@ def load_images(
     names = [os.fsencode(p) for p in paths]  # bytes: any file name the OS accepts
     dataset = (
         tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), names))
-        .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(decode, num_parallel_calls=parallel_calls(tf, parallel))
         .ignore_errors()  # a bad file drops out; its index is missing below
         .batch(DECODE_BATCH)
     )

@@ -18,8 +18,10 @@ vocabulary, the same layout):
   must then be numbers, as many as one example has values;
 - `.npz` holding `x` (or `x_test`): one example per row, in the data's native shape.
 
-A model that reads token ids takes whole numbers in [0, vocabulary size) only. Every
-input is checked before the model loads; a bad one exits 2 naming the file (and row).
+A model that reads token ids takes whole numbers in [0, vocabulary size) only; float
+inputs must be numbers float32 holds (no NaN, infinity or |v| > 3.4e38). An .npz's header
+and an image's are checked before their data is read, as in training. Every input is
+checked before the model loads; a bad one exits 2 naming the file (and row).
 
 Each line: `{"input": ..., "class": ..., "probabilities": {...}}` for classifiers, or
 `{"input": ..., "value": ...}` (a list when there are several targets) for regression.
@@ -28,7 +30,7 @@ Each line: `{"input": ..., "class": ..., "probabilities": {...}}` for classifier
 from __future__ import annotations
 
 import math
-import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +40,10 @@ import numpy as np
 
 from bigmodel_cli import config_load, run_dir
 from bigmodel_cli.config import Config
-from bigmodel_cli.csv_source import read_csv_table
+from bigmodel_cli.csv_source import cell_problem, listing, read_csv_table
+from bigmodel_cli.data_limits import MAX_PROBLEMS, array_value_problems, capped
 from bigmodel_cli.errors import DataError, UserError
+from bigmodel_cli.npz_files import NpzArchive
 from bigmodel_cli.spec import DataSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -193,9 +197,10 @@ def _prepare(trained: TrainedRun, x: np.ndarray, what: str, names: list[str]) ->
     if spec.input_dtype == "int32":
         x = _token_ids(trained, x, names)
     else:
+        problems = array_value_problems(x, what, MAX_PROBLEMS)  # before float32 makes inf
+        if problems:
+            raise DataError(problems)
         x = x.astype(np.float32)
-        if not np.all(np.isfinite(x)):
-            raise DataError(f"{what}: holds NaN or infinite values (or numbers too large)")
         if trained.normalization:
             from bigmodel_cli.data import Normalization
 
@@ -216,14 +221,16 @@ def _csv_columns(trained: TrainedRun, path: Path, header: list[str]) -> list[int
             "data.features), so the column order the model expects is unknown; retrain "
             "the run to predict from csv files"
         )
-    missing = [c for c in wanted if c not in header]
+    counts = Counter(header)  # not list scans: they were quadratic in the columns
+    missing = [c for c in wanted if c not in counts]
     if missing:
         how = " (the run reads csv files without a header row)" if data.header is False else ""
-        raise DataError(f"{path}: no column(s) {', '.join(missing)} (the run's features){how}")
-    repeated = [c for c in wanted if header.count(c) > 1]
+        raise DataError(f"{path}: no column(s) {listing(missing)} (the run's features){how}")
+    repeated = [c for c in wanted if counts[c] > 1]
     if repeated:
-        raise DataError(f"{path}: header repeats column(s) {', '.join(repeated)}")
-    return [header.index(c) for c in wanted]
+        raise DataError(f"{path}: header repeats column(s) {listing(repeated)}")
+    position = {name: i for i, name in enumerate(header)}
+    return [position[c] for c in wanted]
 
 
 def _read_csv(trained: TrainedRun, path: Path) -> tuple[np.ndarray, list[str]]:
@@ -236,40 +243,36 @@ def _read_csv(trained: TrainedRun, path: Path) -> tuple[np.ndarray, list[str]]:
         raise DataError(f"{path}: expected {what}at least one row of values")
     columns = _csv_columns(trained, path, header)
     x = np.empty((len(rows), len(columns)), np.float64)  # float64: token ids stay exact
+    problems = []
     for r, (row, line) in enumerate(zip(rows, lines, strict=True)):
         for c, col in enumerate(columns):
             cell = row[col].strip() if col < len(row) else ""
-            try:
+            why = cell_problem(cell)  # as training's cells: a finite float32 number
+            if why:
+                problems.append(f"{path} line {line}, column {header[col]!r}: {why}")
+            else:
                 x[r, c] = float(cell)
-            except ValueError:
-                why = f"{cell!r} is not a number" if cell else "empty cell"
-                raise DataError(f"{path} line {line}, column {header[col]!r}: {why}") from None
+    if problems:
+        raise DataError(capped(problems))
     return x, [f"{path}:{line}" for line in lines]
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, list[str]]:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable .npz archive of numbers ({err})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(
-            f"{path}: a single .npy array, not an .npz archive; save it with "
-            "numpy.savez(path, x=array)"
-        )
-    with archive:
-        key = "x" if "x" in archive.files else "x_test" if "x_test" in archive.files else None
+    """`x` (or `x_test`) of an .npz, its header checked before its data is read."""
+    with NpzArchive(path, str(path)) as archive:
+        names = archive.names
+        key = "x" if "x" in names else "x_test" if "x_test" in names else None
         if key is None:
-            held = ", ".join(sorted(archive.files)) or "none"
+            held = ", ".join(sorted(names)) or "none"
             raise DataError(f"{path}: holds no array x (or x_test); it holds {held}")
-        try:
-            x = archive[key]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            raise DataError(f"{path}: cannot read array {key!r} as numbers ({err})") from None
+        x = archive.load([key])[key]
     if x.dtype.kind not in "biuf":
         raise DataError(f"{path}: {key} has dtype {x.dtype}; expected numbers")
     if x.ndim == 0:
         raise DataError(f"{path}: {key} is a single value (shape ()); expected one example per row")
+    problems = array_value_problems(x, f"{path}: {key}", MAX_PROBLEMS)
+    if problems:
+        raise DataError(problems)
     return x, [f"{path}[{i}]" for i in range(len(x))]
 
 

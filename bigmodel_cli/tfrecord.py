@@ -3,7 +3,9 @@
 The spec names two features: `target`, the label, and the input. Each is `float32` or
 `int64` of a fixed `shape` ([] for a scalar), `string` (a scalar of bytes; only as the
 target, read as class names) or `image` (encoded PNG/JPEG/GIF/BMP bytes, decoded to
-uint8 and resized to `shape` [height, width, channels]).
+uint8 and resized to `shape` [height, width, channels]). Image records are read twice:
+first their headers, so that an image over image_folder.MAX_IMAGE_PIXELS is refused (by
+file and record number) before any is decoded, then to decode them.
 
 Records are parsed in a `tf.data` pipeline and held in memory as NumPy arrays, then
 treated like an npz file's `x` and `y` (data_sources.from_arrays): the input's rank picks
@@ -13,15 +15,27 @@ labels become classes or regression targets as the loss (or their values) say.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from bigmodel_cli.config import Config
+from bigmodel_cli.data_limits import MAX_PROBLEMS, array_value_problems
 from bigmodel_cli.data_sources import RawData, from_arrays
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.file_globs import expand_paths
-from bigmodel_cli.image_folder import check_fits_in_memory, decode_image, op_message
+from bigmodel_cli.image_folder import (
+    DECODE_BATCH,
+    DECODE_BYTES_PER_PIXEL,
+    check_fits_in_memory,
+    decode_image,
+    decode_parallelism,
+    largest_image,
+    op_message,
+    parallel_calls,
+)
+from bigmodel_cli.image_headers import image_size_of_bytes
 
 MAX_RECORDS = 50_000_000
 
@@ -68,10 +82,20 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
             x = decode_image(tf, x, tuple(inputs.shape))  # as image_dir decodes files
         return x, example[target]
 
+    def encoded(record):
+        return tf.io.parse_single_example(record, description)[input_name]
+
     xs, ys, records = [], [], 0
     for path in files:  # one file at a time, so an error names its file
-        dataset = tf.data.TFRecordDataset([str(path)]).map(parse).batch(4096)
+        decoding, parallel = 0, tf.data.AUTOTUNE
         try:
+            if inputs.dtype == "image":  # every header read before any image is decoded
+                largest = _largest_image(tf.data.TFRecordDataset([str(path)]).map(encoded), path)
+                workers = decode_parallelism(largest)
+                decoding = workers * largest * DECODE_BYTES_PER_PIXEL
+                parallel = parallel_calls(tf, workers)
+            dataset = tf.data.TFRecordDataset([str(path)])
+            dataset = dataset.map(parse, num_parallel_calls=parallel).batch(4096)
             for x_batch, y_batch in dataset.as_numpy_iterator():
                 xs.append(x_batch)
                 ys.append(y_batch)
@@ -80,7 +104,7 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
                     raise DataError(f"data.paths: more than {MAX_RECORDS:,} records")
                 # Each value is held again as float32 for training: stop before memory
                 # runs out.
-                check_fits_in_memory(records, tuple(x_batch.shape[1:]))
+                check_fits_in_memory(records, tuple(x_batch.shape[1:]), decoding)
         except tf.errors.DataLossError as err:
             raise DataError(
                 f"data.paths: {path}: not a TFRecord file, or truncated ({op_message(err)})"
@@ -97,7 +121,20 @@ def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
     x, y = np.concatenate(xs), np.concatenate(ys)
     if label.dtype == "string":
         y = np.asarray([v.decode("utf-8", "replace") for v in y])
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        raise DataError(f"data.feature_spec.{input_name}: the records hold NaN or infinite values")
+    problems = array_value_problems(x, f"data.feature_spec.{input_name}: records", MAX_PROBLEMS)
+    if problems:
+        raise DataError(problems)
     what = f"tfrecord ({len(files)} file(s)), input {input_name!r}, target {target!r}"
     return from_arrays(x, y, len(x), cfg, what, f"tfrecord {input_name}", [])
+
+
+def _largest_image(encoded, path: Path) -> int:
+    """The most pixels an image of one file's records decodes to, from the encoded bytes'
+    headers (image_folder.largest_image refuses those too large, by record number)."""
+    largest, first = 0, 0
+    for batch in encoded.batch(DECODE_BATCH).as_numpy_iterator():
+        readers = [functools.partial(image_size_of_bytes, data) for data in batch]
+        names = [f"data.paths: {path} record {first + i}" for i in range(len(batch))]
+        largest = max(largest, largest_image(readers, names))
+        first += len(batch)
+    return largest
