@@ -39,6 +39,11 @@ class TrainOptions:
     run_dir: Path | None = None
     resume: Path | None = None
     progress: bool = True  # progress bars and notes on stderr (off for smoke runs)
+    # Off for smoke runs, whose few steps need neither: scoring the test split with the
+    # saved model at the end, and checkpoints/best.keras and last.keras at each epoch
+    # (model.keras and the resume backup are still written).
+    score_test: bool = True
+    save_checkpoints: bool = True
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -410,7 +415,7 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
             throughput,  # first: the others read its epoch timings
             nan_guard,
             cb.MetricsCSV(run.metrics, throughput),
-            checkpoints,
+            *([checkpoints] if options.save_checkpoints else []),
             keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
         ]
         if early_stopping is not None:
@@ -484,7 +489,7 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         # === Save and score ===
         cb.save_model_atomically(model, run.model)
         test_metrics, scored = None, None
-        if bundle.test is not None:
+        if bundle.test is not None and options.score_test:
             test_metrics, scored = score_saved_model(run, bundle.test, cfg, spec)
         stopped_early = early_stopping is not None and early_stopping.stopped_epoch > 0
         summary = {
