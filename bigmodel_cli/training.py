@@ -40,6 +40,16 @@ class TrainOptions:
     run_dir: Path | None = None
     resume: Path | None = None
     progress: bool = True  # progress bars and notes on stderr (off for smoke runs)
+    # Off for smoke runs, whose few steps need neither: scoring the test split with the
+    # saved model at the end, and checkpoints/best.keras and last.keras at each epoch
+    # (model.keras and the resume backup are still written).
+    score_test: bool = True
+    save_checkpoints: bool = True
+    # Off for smoke runs, whose few steps need neither: scoring the test split with the
+    # saved model at the end, and checkpoints/best.keras and last.keras at each epoch
+    # (model.keras and the resume backup are still written).
+    score_test: bool = True
+    save_checkpoints: bool = True
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     # More Keras callbacks (e.g. a tuner's pruner), run after the run's own: at each
     # epoch end they see the epoch committed (metrics row, checkpoints, backup).
@@ -544,7 +554,7 @@ def _build_callbacks(
         throughput,  # first: the others read its epoch timings
         cb.NaNGuard(),  # before anything that saves: a NaN step raises here
         cb.MetricsCSV(run.metrics, throughput),
-        checkpoints,
+        *([checkpoints] if options.save_checkpoints else []),
         keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
         cb.TensorBoardScalars(run.tensorboard, throughput),
     ]
@@ -654,7 +664,8 @@ def _stop_progress(callbacks: Callbacks) -> None:
 
 
 def _summarize(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, data: Prepared,
-               built: Built, callbacks: Callbacks, started: float) -> dict[str, Any]:  # fmt: skip
+               built: Built, callbacks: Callbacks, options: TrainOptions, started: float,
+               ) -> dict[str, Any]:  # fmt: skip
     """Save model.keras, score the test split, write summary.json, drop the backup: the
     backup stays until the final files are committed, so a kill in between only makes
     `--resume` finish them."""
@@ -668,7 +679,7 @@ def _summarize(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, d
     faults.point("before_model_save")
     cb.save_model_atomically(model, run.model)
     test_metrics, scored = None, None
-    if data.bundle.test is not None:
+    if data.bundle.test is not None and options.score_test:
         test_metrics, scored = score_saved_model(run, data.bundle.test, cfg, spec)
     rows = cb.read_metrics_rows(run.metrics)
     history = cb.history_of(rows)
@@ -774,7 +785,9 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         with _stop_on_signals(callbacks.stop):
             _fit(cfg, start, claimed, runtime, data, built, callbacks)
             faults.point("after_fit")
-            summary = _summarize(cfg, start, claimed, runtime, data, built, callbacks, started)
+            summary = _summarize(
+                cfg, start, claimed, runtime, data, built, callbacks, options, started
+            )
         if options.progress and claimed.is_chief:
             _end_note(summary)
         return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -297,6 +298,12 @@ def test_smoke_runs_every_shipped_config(runner):
     lines = [line for line in result.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
     assert len(lines) == len(list(CONFIGS.rglob("*.yaml")))
     assert all(line.startswith("ok") for line in lines), result.stdout
+    # Smoke shrinks the data, never the model: each config trains the model `validate`
+    # builds from all of its data.
+    for line in lines:
+        path, params = re.fullmatch(r"ok +(\S+) .*, ([\d,]+) params", line).groups()
+        built = runner.invoke(app, ["validate", path, "--json"])
+        assert json.loads(built.stdout)["params"] == int(params.replace(",", "")), line
 
 
 def test_smoke_reports_a_failing_config(runner, write_config, tmp_path):
