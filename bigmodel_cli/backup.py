@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,29 @@ def read_commit(backup: Path, config: Path | None = None) -> Commit | None:
             f"{config}: changed since the run was trained with it (the backup was made "
             "for the original); restore it, or start a new run with `bigmodel train`"
         )
+    _check_readable(folder, commit, backup)
     return commit
+
+
+def _check_readable(folder: Path, commit: Commit, backup: Path) -> None:
+    """Every tensor of the checkpoint reads back (TensorFlow checks each one's CRC), so a
+    file rewritten with its digest recorded anew is refused before the run directory is
+    touched, not halfway into fit(). It costs one more read, as the digests do."""
+    if commit.checkpoint is None:
+        return
+    from bigmodel_cli.tfenv import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        reader = tf.train.load_checkpoint(str(folder / commit.checkpoint))
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError) as err:
+        text = " ".join(str(getattr(err, "message", err)).split())[:200]
+        raise UserError(
+            f"{folder}: backup {commit.checkpoint} cannot be read ({text}); "
+            + RESTART_HINT.format(folder=backup)
+        ) from None
 
 
 def _plain_name(name: Any) -> str:
@@ -271,6 +294,22 @@ class BackupWriter:
         """Commit a backup. `attachments`: role -> (file name, a function giving the
         arrays); a file the last commit already holds under that name is kept as it is."""
         sequence = self.last.sequence + 1
+        try:
+            commit = self._write(sequence, position, state, finished, carry)
+        except Exception as err:  # a full disk, a read-only folder: the last commit stands
+            reason = run_dir.file_system_reason(err)
+            if reason is None:
+                raise
+            self._delete_uncommitted(keep=set(self.last.files))  # give the space back
+            failed = getattr(err, "path", None) or self.folder / f"ckpt-{sequence}"
+            raise run_dir.StorageError(failed, reason, self._kept()) from None
+        self.last = commit
+        self._delete_uncommitted(keep=set(commit.files))
+        return commit
+
+    def _write(self, sequence: int, position: Position, state: dict[str, Any],
+               finished: dict[str, Any] | None, carry: dict[str, np.ndarray] | None
+               ) -> Commit:  # fmt: skip
         name = f"ckpt-{sequence}"
         self.folder.mkdir(parents=True, exist_ok=True)
         faults.point("backup_write", sequence)
@@ -300,9 +339,15 @@ class BackupWriter:
             faults.point("backup_before_manifest", sequence)
             self._write_manifest(commit)
             faults.point("backup_committed", sequence)
-        self.last = commit
-        self._delete_uncommitted(keep=set(files))
         return commit
+
+    def _kept(self) -> str:
+        last = self.last
+        if last.checkpoint is None:
+            return "no earlier backup exists"
+        at = last.position
+        where = f"epoch {at.epoch + 1}, step {at.step}" if at.step else f"epoch {at.epoch}"
+        return f"the previous backup ({last.checkpoint}, after {where}) is kept"
 
     def _write_manifest(self, commit: Commit) -> None:
         run_dir.atomic_write_json(self.folder / MANIFEST, commit.to_json())
@@ -312,7 +357,10 @@ class BackupWriter:
         for path in self.folder.iterdir():
             if path.name != MANIFEST and path.name not in keep:
                 with contextlib.suppress(OSError):
-                    path.unlink() if path.is_file() else None
+                    if path.is_dir():  # TensorFlow's `ckpt-N_temp/` of a failed write
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -322,7 +370,5 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def remove(backup: Path) -> None:
     """Drop the whole backup once the run's final files are committed."""
-    import shutil
-
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(backup)

@@ -137,10 +137,8 @@ class MetricsCSV(keras.callbacks.Callback):
         if write_header:
             writer.writeheader()
         writer.writerow(row)
-        # One write call per row: a crash leaves whole rows only.
-        with open(self.path, "a", encoding="utf-8", newline="") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
+        # Whole rows only: a crash or a full disk leaves none of a row, never half.
+        run_dir.append_text(self.path, buffer.getvalue())
 
     def _drop_rows_from(self, epoch: int) -> None:
         """A resumed run replays from its backup: forget rows of epochs it will redo, so
@@ -149,7 +147,7 @@ class MetricsCSV(keras.callbacks.Callback):
             return
         with open(self.path, encoding="utf-8", newline="") as handle:
             rows = list(csv.reader(handle))
-        kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epoch]
+        kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < epoch]
         if len(kept) != len(rows):
             buffer = io.StringIO()
             csv.writer(buffer).writerows(kept)
@@ -343,7 +341,8 @@ def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: Path) -> None:
         text = " ".join(str(err).split())[:300]
         raise UserError(
             f"{path.parent}: the backup does not fit the model the run's config.yaml "
-            f"describes ({text}); was config.yaml edited? Restore it, or start a new run"
+            f"describes ({text}); was config.yaml or the backup edited? Restore them, or "
+            "start a new run"
         ) from None
 
 

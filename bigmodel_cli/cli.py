@@ -107,9 +107,14 @@ def train(
     if summary.get("run_dir") is None:  # a multi_worker worker other than the chief
         console.note("this worker is done; the chief wrote the run directory")
         return
-    test = summary.get("test") or {}
-    if test:
-        console.table("test", ["metric", "value"], sorted(test.items()))
+    test = summary.get("test")
+    rows = (
+        sorted((k, v) for k, v in test.items() if isinstance(v, float))
+        if isinstance(test, dict)
+        else []
+    )
+    if rows:
+        console.table("test", ["metric", "value"], rows)
     console.out.print(summary["run_dir"], highlight=False, soft_wrap=True)
 
 

@@ -6,18 +6,16 @@ Every user mistake becomes a `ConfigError` that carries *all* problems as
 
 from __future__ import annotations
 
-import difflib
 import re
-import types
-import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from bigmodel_cli.config import LEARNING_RATE_TAGS, MODEL_CLASSES, Config, ConfigKeyError
+from bigmodel_cli.config import Config
+from bigmodel_cli.config_errors import did_you_mean, short, validation_problems  # noqa: F401
 from bigmodel_cli.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -26,6 +24,10 @@ MAX_ALIASES = 100  # a real config needs a handful; a "billion laughs" document 
 # and quoting in error messages would walk. So the expanded document is bounded too.
 MAX_EXPANDED_NODES = 100_000
 MAX_BASE_DEPTH = 10
+MAX_KEY_DEPTH = 32  # a real config is a few sections deep; `--set a.a.a...` is not one
+# Only files named like configs are read as configs, so no error message can quote a
+# line of a file that is not one (`base: /etc/shadow` would otherwise show its keys).
+CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
 # === YAML ====================================================================
@@ -83,6 +85,23 @@ _BoundedSafeLoader.add_implicit_resolver(
 )
 
 
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """PyYAML's int, but an integer past Python's int-string limit (4,300 digits; its
+    ValueError) is a YAML error at its line, not a traceback."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"an integer of {len(node.value):,} characters, too long to be read as a number",
+            node.start_mark,
+        ) from None
+
+
+_BoundedSafeLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     """Values in `node` once aliases are expanded, without expanding them: memoized per
     node, so a bomb costs as much to measure as its text."""
@@ -108,12 +127,34 @@ def parse_yaml(text: str, origin: str) -> Any:
         raise ConfigError([f"{origin}: YAML nested too deeply"]) from None
 
 
+def _config_name_problem(path: Path) -> str | None:
+    """Why `path` is not read as a config: its name (or its symlink's target's) does not
+    end in .yaml or .yml. Checked before reading, so nothing of it is ever quoted."""
+    try:
+        names = [path, path.resolve()]
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+        return "a symbolic link that loops"
+    for name in names:
+        if name.suffix.lower() not in CONFIG_SUFFIXES:
+            shown = "" if name == path else f" (a link to {name})"
+            return (
+                f"not a .yaml or .yml file{shown}; bigmodel reads configs only from files "
+                "named so, and never shows the content of any other"
+            )
+    return None
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """Read a config file that must hold one YAML mapping."""
     if not path.exists():
+        if path.is_symlink():
+            raise ConfigError([f"{path}: a symbolic link to nowhere (a loop, or no target)"])
         raise ConfigError([f"{path}: no such file"])
     if not path.is_file():
         raise ConfigError([f"{path}: not a file"])
+    problem = _config_name_problem(path)
+    if problem:
+        raise ConfigError([f"{path}: {problem}"])
     try:
         with path.open("rb") as handle:  # bounded: `base:` may name any file, /proc included
             raw = handle.read(MAX_CONFIG_BYTES + 1)
@@ -160,9 +201,17 @@ def _resolve_base(path: Path, document: dict[str, Any], seen: list[Path]) -> dic
     try:
         base_path = (path.parent / base).resolve()
         is_file = base_path.is_file()
+    except RuntimeError:  # a symlink loop (an OSError from Python 3.13 on)
+        raise ConfigError([f"{path}: base: {short(base)} is a symbolic link that loops"]) from None
     except (OSError, ValueError) as err:  # a NUL byte, a name too long for the file system
         reason = getattr(err, "strerror", None) or str(err)
-        raise ConfigError([f"{path}: base: not a usable path ({reason}): {_short(base)}"]) from None
+        raise ConfigError([f"{path}: base: not a usable path ({reason}): {short(base)}"]) from None
+    for name in (Path(base), base_path):
+        if name.suffix.lower() not in CONFIG_SUFFIXES:
+            raise ConfigError([
+                f"{path}: base: {short(str(name))} is not a .yaml or .yml file; a config "
+                "extends only another config (bigmodel never reads, or shows, other files)"
+            ])  # fmt: skip
     if base_path in seen:
         chain = " -> ".join(str(p) for p in [*seen, base_path])
         raise ConfigError([f"{path}: base: circular inheritance: {chain}"])
@@ -184,6 +233,12 @@ def apply_overrides(document: dict[str, Any], overrides: Iterable[str]) -> dict[
         key, sep, raw_value = item.partition("=")
         key = key.strip()
         parts = key.split(".")
+        if len(parts) > MAX_KEY_DEPTH:
+            problems.append(
+                f"--set {short(key, 60)}: {len(parts)} levels of keys; a config is at most "
+                f"{MAX_KEY_DEPTH} deep"
+            )
+            continue
         if parts[0] == "base":
             problems.append(
                 "--set base: `base` is resolved when the file is read; write it "
@@ -220,139 +275,6 @@ def apply_overrides(document: dict[str, Any], overrides: Iterable[str]) -> dict[
     if problems:
         raise ConfigError(problems)
     return result
-
-
-# === validation errors =======================================================
-
-
-def _model_classes_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation can hold (through Optional, list, Annotated)."""
-    origin = typing.get_origin(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    if origin in (typing.Union, types.UnionType, list, typing.Annotated):
-        found = []
-        for arg in typing.get_args(annotation):
-            found.extend(_model_classes_in(arg))
-        return found
-    return []
-
-
-def _resolve_location(loc: tuple) -> tuple[list[str | int], type[BaseModel] | None]:
-    """Drop pydantic's union tags from `loc`; return it and the section holding its last key."""
-    clean: list[str | int] = []
-    section: type[BaseModel] | None = Config
-    for element in loc:
-        if clean[-1:] == ["learning_rate"] and element in LEARNING_RATE_TAGS:
-            continue  # the union's tag, not a key the user wrote
-        if isinstance(element, int) or section is None:
-            clean.append(element)
-            continue
-        if element in section.model_fields:
-            clean.append(element)
-            candidates = _model_classes_in(section.model_fields[element].annotation)
-            section = candidates[0] if len(candidates) == 1 else None
-            if len(candidates) > 1:
-                section = _Pending(candidates)  # type: ignore[assignment]
-            continue
-        if isinstance(section, _Pending):  # this element is a union tag
-            section = section.pick(element)
-            continue
-        clean.append(element)  # an unknown key: stays in the path, ends the walk
-        section = None
-    return clean, section if not isinstance(section, _Pending) else None
-
-
-class _Pending:
-    """A union of sections whose member is named by the next path element (its tag)."""
-
-    def __init__(self, members: list[type[BaseModel]]):
-        self.members = members
-
-    def pick(self, tag: str) -> type[BaseModel] | None:
-        if tag in MODEL_CLASSES:
-            return MODEL_CLASSES[tag]
-        return next((m for m in self.members if m.__name__ == tag), None)
-
-    @property
-    def model_fields(self) -> dict:
-        return {}
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """ " Did you mean 'x'?" for the choice closest to `word`, or "" when none is close."""
-    choices = list(choices)
-    prefixed = [c for c in choices if len(str(word)) >= 2 and c.startswith(str(word))]
-    close = prefixed or difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _describe(error: dict[str, Any]) -> str:
-    kind = error["type"]
-    raw_loc = tuple(error["loc"])
-    ctx = error.get("ctx") or {}
-    if kind == "value_error" and isinstance(ctx.get("error"), ConfigKeyError):
-        raw_loc = (*raw_loc, *ctx["error"].key.split("."))
-    clean, _ = _resolve_location(raw_loc)
-    parent_loc, last = raw_loc[:-1], raw_loc[-1] if raw_loc else ""
-    dotted = ".".join(str(p) for p in clean) or "config"
-
-    if kind == "extra_forbidden":
-        _, parent = _resolve_location(parent_loc)
-        allowed = sorted(parent.model_fields) if parent else []
-        owner = ".".join(str(p) for p in _resolve_location(parent_loc)[0]) or "the config"
-        if parent_loc[:1] == ("model",) and len(parent_loc) == 2:
-            owner = f"model.type={parent_loc[1]!r}"
-        return (
-            f"{dotted}: {owner} does not accept `{last}`.{did_you_mean(last, allowed)} "
-            f"Expected one of: {', '.join(allowed)}. Received: {last}={_short(error['input'])}"
-        )
-    if kind == "missing":
-        return f"{dotted}: required key is missing"
-    if kind == "union_tag_not_found":
-        return f"{dotted}.type: missing; expected one of: {', '.join(MODEL_CLASSES)}"
-    if kind == "union_tag_invalid":
-        tag = ctx.get("tag")
-        return (
-            f"{dotted}.type: unknown type {tag!r}.{did_you_mean(tag, MODEL_CLASSES)} "
-            f"Expected one of: {', '.join(MODEL_CLASSES)}"
-        )
-    if kind == "literal_error":
-        expected = [e.strip().strip("'") for e in ctx.get("expected", "").replace(" or ", ",")
-                    .split(",") if e.strip()]  # fmt: skip
-        value = error["input"]
-        return (
-            f"{dotted}: unknown value {_short(value)}.{did_you_mean(value, expected)} "
-            f"Expected one of: {', '.join(expected)}"
-        )
-    if kind == "value_error":
-        message = str(ctx.get("error", error["msg"]))
-        return f"{dotted}: {message}"
-    if kind == "model_type" or kind == "model_attributes_type":
-        return f"{dotted}: expected a mapping of keys, received {_short(error['input'])}"
-    return (
-        f"{dotted}: {error['msg'][0].lower()}{error['msg'][1:]}; received {_short(error['input'])}"
-    )
-
-
-def _expand(error: dict[str, Any]) -> list[dict[str, Any]]:
-    """One error per problem of a ConfigKeyError (a validator may find several)."""
-    cause = (error.get("ctx") or {}).get("error")
-    if error["type"] != "value_error" or not isinstance(cause, ConfigKeyError):
-        return [error]
-    return [
-        {**error, "ctx": {"error": ConfigKeyError(key, message)}} for key, message in cause.problems
-    ]
-
-
-def validation_problems(error: ValidationError) -> list[str]:
-    """Turn a pydantic ValidationError into `dotted.key: message` lines."""
-    return [_describe(e) for raw in error.errors(include_url=False) for e in _expand(raw)]
 
 
 # === entry points ============================================================

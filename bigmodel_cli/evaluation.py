@@ -83,15 +83,43 @@ def load_run_model(run: run_dir.RunDir, cfg: Config, spec: DataSpec) -> tuple[An
         if path.is_file():
             run_dir.verify_digest(path)
             distribution.set_precision("float32")  # weights are stored in float32
-            model = build_model(cfg, spec)
             try:
+                model = build_model(cfg, spec)
                 model.load_weights(path)
-            except (OSError, ValueError, KeyError) as err:
-                raise UserError(f"{path}: its weights do not fit the run's model ({err})") from None
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+                raise UserError(_misfit(run, path, err)) from None
             return model, path
     raise UserError(
         f"{run.root}: no {run_dir.MODEL} or checkpoints/{run_dir.BEST}; did training finish?"
     )
+
+
+def _misfit(run: run_dir.RunDir, path: Path, err: Exception) -> str:
+    """The model config.yaml describes is not the one trained: config.yaml was edited."""
+    detail = " ".join(str(err).split())
+    detail = detail if len(detail) <= 200 else detail[:197] + "..."
+    return (
+        f"{path}: its weights do not fit the model {run.config} describes ({detail}); was "
+        f"{run_dir.CONFIG} edited after training? Restore the config the run was trained with"
+    )
+
+
+def _trained_normalization(run: run_dir.RunDir) -> Any:
+    """The run's training normalization (from summary.json), for scoring other data."""
+    from bigmodel_cli.data import Normalization
+
+    trained = run_dir.read_json(run.summary) if run.summary.exists() else {}
+    data = trained.get("data")
+    saved = data.get("normalization") if isinstance(data, dict) else None
+    if not saved:
+        return None
+    try:
+        return Normalization.from_json(saved)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(
+            f"{run.summary}: data.normalization is not what bigmodel writes ({type(err).__name__}: "
+            f"{err}); the run's model expects its training statistics: restore the file"
+        ) from None
 
 
 def load_for_scoring(run: run_dir.RunDir, cfg: Config, spec: DataSpec) -> tuple[Any, Path]:
@@ -137,9 +165,7 @@ def evaluate_run(
         cfg = cfg.model_copy(update={"data": other.data, "seed": other.seed})  # its splits
         base_dir = data_config.parent
         # The model expects inputs scaled like its training data, not like the new data.
-        trained = run_dir.read_json(run.summary).get("data", {}) if run.summary.exists() else {}
-        if trained.get("normalization"):
-            normalization = data_lib.Normalization.from_json(trained["normalization"])
+        normalization = _trained_normalization(run)
 
     # Text is encoded with the run's own vocabulary, whatever data is scored.
     vocabulary = run_dir.read_vocabulary(run)

@@ -238,6 +238,21 @@ def load_language_model(path: Path) -> LanguageModel:
     return LanguageModel(model, vocabulary, model_path)
 
 
+def _prompt_problem(prompt: str) -> str | None:
+    """A prompt that is not text: bytes that are not UTF-8 reach Python's argv as lone
+    surrogates (U+DC80..U+DCFF stand for the bytes 0x80..0xFF), which cannot be encoded."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        code = ord(prompt[err.start])
+        byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        return (
+            f"--prompt: not valid UTF-8 text ({byte} at character {err.start + 1}); give the "
+            "prompt as UTF-8 (e.g. convert it with iconv -t UTF-8)"
+        )
+    return None
+
+
 def generate(
     run_path: Path,
     prompt: str,
@@ -254,6 +269,9 @@ def generate(
     UserError is raised by this call, never halfway through the stream.
     """
     problems = check_options(max_tokens, temperature, top_k, top_p, seed)
+    problem = _prompt_problem(prompt)
+    if problem:
+        problems.append(problem)
     if not run_dir.is_run_dir(Path(run_path)):
         problems.append(_not_a_run(run_path))
     if problems:

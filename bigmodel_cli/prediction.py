@@ -73,12 +73,18 @@ def open_run(path: Path) -> TrainedRun:
     data = run_dir.read_json(run.summary).get("data") or {}
     try:
         raw = dict(data["spec"])
-    except (KeyError, TypeError):
-        raise UserError(f"{run.summary}: has no data spec; was it written by bigmodel?") from None
-    for key in TUPLE_FIELDS:
-        if raw.get(key) is not None:
-            raw[key] = tuple(raw[key])
-    spec = DataSpec(**raw)
+        for key in TUPLE_FIELDS:
+            if raw.get(key) is not None:
+                raw[key] = tuple(raw[key])
+        spec = DataSpec(**raw)
+        if data.get("normalization"):  # read now: a damaged one is named, not a traceback
+            from bigmodel_cli.data import Normalization
+
+            Normalization.from_json(data["normalization"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UserError(
+            f"{run.summary}: no valid data spec or normalization; was it written by bigmodel?"
+        ) from None
     return TrainedRun(run, cfg, spec, data.get("normalization"), run_dir.read_vocabulary(run))
 
 

@@ -165,7 +165,7 @@ def _start(cfg: Config | None, options: TrainOptions) -> _Start:
             raise UserError("missing CONFIG: bigmodel train CONFIG (or --resume RUN_DIR)")
         base_dir = options.config_path.parent if options.config_path else Path.cwd()
         return _Start(cfg, base_dir)
-    path = options.resume.resolve()
+    path = run_dir.absolute(options.resume, "--resume")
     run = run_dir.RunDir(path)
     if not run_dir.is_run_dir(path):
         raise UserError(f"--resume {options.resume}: not a run directory (no {run_dir.CONFIG})")
@@ -173,9 +173,10 @@ def _start(cfg: Config | None, options: TrainOptions) -> _Start:
     previous = run_dir.read_json(run.summary) if run.summary.exists() else {}
     start = _Start(cfg, run.root, run, str(run.root))
     if previous.get("status") == "completed":
-        start.finished = previous
+        start.finished = {**previous, "run_dir": str(run.root)}
         return start
     start.commit = backup.read_commit(run.backup, config=run.config)
+    run_dir.check_metrics(run.metrics, start.position.epoch, run.backup)
     return start
 
 
@@ -402,8 +403,9 @@ def _build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
 
 @contextlib.contextmanager
 def _claim_run_dir(
-    cfg: Config, start: _Start, options: TrainOptions, runtime: Runtime, data: Prepared
-) -> Iterator[Claimed]:
+    cfg: Config, start: _Start, options: TrainOptions, runtime: Runtime, data: Prepared,
+    environment: dict[str, Any],
+) -> Iterator[Claimed]:  # fmt: skip
     """The run directory, created only now that nothing the user wrote can fail, and held
     (one trainer per run directory) until the summary is written. Workers other than the
     chief write to a scratch folder they remove."""
@@ -414,19 +416,19 @@ def _claim_run_dir(
         scratch = Path(tempfile.mkdtemp(prefix="bigmodel-worker-"))
         run = run_dir.create_run_dir(scratch, cfg.name)
     elif run is None:
-        output_dir = Path(cfg.output.dir)
-        output_dir = (output_dir if output_dir.is_absolute() else Path.cwd() / output_dir).resolve()
-        run = run_dir.create_run_dir(output_dir, cfg.name, options.run_dir)
+        run = run_dir.create_run_dir(Path(cfg.output.dir), cfg.name, options.run_dir)
     held = contextlib.ExitStack()
     try:
-        if start.run is None or scratch is not None:
-            run_dir.atomic_write_text(run.config, config_load.dump_config(
-                _absolute_paths(cfg, start.base_dir)))  # fmt: skip
-        if scratch is None:
-            held.enter_context(run_dir.locked(run, console.note))
-        run.checkpoints.mkdir(exist_ok=True)
-        if data.bundle.vocabulary is not None and start.run is None:
-            run_dir.write_vocabulary(run, data.bundle.vocabulary)
+        with run_dir.removed_on_failure(run, fresh=start.run is None):  # e.g. a full disk
+            if scratch is None:
+                held.enter_context(run_dir.locked(run, console.note))
+            if start.run is None or scratch is not None:
+                run_dir.atomic_write_text(run.config, config_load.dump_config(
+                    _absolute_paths(cfg, start.base_dir)))  # fmt: skip
+            run_dir.make_folders(run)
+            if data.bundle.vocabulary is not None and start.run is None:
+                run_dir.write_vocabulary(run, data.bundle.vocabulary)
+            run_dir.atomic_write_json(run.environment, environment)
         faults.point("run_dir_created")
         yield Claimed(run, scratch)
     finally:
@@ -589,7 +591,7 @@ def _resume_note(cfg: Config, start: _Start, data: Prepared) -> None:
             console.note(f"resuming {start.run.root}: no backup yet, starting from the first step")
         return
     position = start.position
-    if start.commit.finished or start.state.get("ending"):
+    if start.commit.finished or start.state.get("ending") or position.epoch >= cfg.train.epochs:
         console.note("resuming: training had finished; writing the run's final files")
     elif position.step:
         console.note(
@@ -772,17 +774,15 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     built = _build_and_compile(cfg, runtime, data)
     if deadline is not None:
         deadline.cancel()  # every worker has joined: the model's variables exist
-    with _claim_run_dir(cfg, start, options, runtime, data) as claimed:
-        run_dir.atomic_write_json(
-            claimed.run.environment, _environment(runtime.placement, built.precision, options)
-        )
+    environment = _environment(runtime.placement, built.precision, options)
+    with _claim_run_dir(cfg, start, options, runtime, data, environment) as claimed:
         if options.progress and claimed.is_chief:
             console.note(f"run directory: {claimed.run.root}")
             _resume_note(cfg, start, data)
         callbacks = _build_callbacks(cfg, start, claimed, runtime, data, built, options)
         # Signals stay handled until summary.json is written: one that comes after fit
         # lets the (finished) run complete its summary instead of dying without one.
-        with _stop_on_signals(callbacks.stop):
+        with _stop_on_signals(callbacks.stop), _file_system_failures(claimed.run, callbacks):
             _fit(cfg, start, claimed, runtime, data, built, callbacks)
             faults.point("after_fit")
             summary = _summarize(
@@ -791,3 +791,46 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
         if options.progress and claimed.is_chief:
             _end_note(summary)
         return summary
+
+
+# === A full disk or a read-only folder during training: a message, not a traceback ===
+
+
+@contextlib.contextmanager
+def _file_system_failures(run: run_dir.RunDir, callbacks: Callbacks) -> Iterator[None]:
+    """The one place where a write the file system refuses while training (a row of
+    metrics.csv, a checkpoint, the backup, TensorBoard's events, model.keras,
+    summary.json: an OSError, or TensorFlow's writers' tf.errors) becomes
+    TrainingFailed (exit 1), saying what failed, what is kept and how to go on."""
+    try:
+        yield
+    except Exception as err:
+        reason = run_dir.file_system_reason(err)
+        if reason is None:
+            raise
+        _stop_progress(callbacks)
+        raise TrainingFailed(_file_system_message(err, reason, run, callbacks)) from None
+
+
+def _file_system_message(err: Exception, reason: str, run: run_dir.RunDir,
+                         callbacks: Callbacks) -> str:  # fmt: skip
+    if isinstance(err, run_dir.StorageError):
+        what = f"{err.path}: cannot write ({reason})"
+    elif isinstance(err, OSError):
+        what = f"{err.filename or run.root}: {reason}"
+    else:  # a tf.errors from TensorBoard's event writer (the backup's are StorageErrors)
+        what = f"{run.tensorboard}: cannot write the TensorBoard events ({reason})"
+    last = callbacks.backup.writer.last
+    kept = [f"{p.relative_to(run.root)}" for p in (run.best, run.last) if p.is_file()]
+    if last.finished:
+        kept.insert(0, "the backup of the finished training")
+    elif last.checkpoint is not None:
+        where = last.position
+        at = f"epoch {where.epoch + 1}, step {where.step}" if where.step else f"epoch {where.epoch}"
+        kept.insert(0, f"the backup after {at}")
+    kept_text = ", ".join(kept) if kept else "nothing trained yet (the resume starts afresh)"
+    fix = run_dir.remedy(reason)
+    return (
+        f"{what}. Kept: {kept_text}. {fix[0].upper()}{fix[1:]} ({run.root}), then resume "
+        f"with: bigmodel train --resume {shlex.quote(str(run.root))}"
+    )
