@@ -295,7 +295,7 @@ class BackupWriter:
         arrays); a file the last commit already holds under that name is kept as it is."""
         sequence = self.last.sequence + 1
         try:
-            commit = self._write(sequence, position, state, finished, carry)
+            commit = self._write(sequence, position, state, finished, carry, attachments)
         except Exception as err:  # a full disk, a read-only folder: the last commit stands
             reason = run_dir.file_system_reason(err)
             if reason is None:
@@ -308,8 +308,8 @@ class BackupWriter:
         return commit
 
     def _write(self, sequence: int, position: Position, state: dict[str, Any],
-               finished: dict[str, Any] | None, carry: dict[str, np.ndarray] | None
-               ) -> Commit:  # fmt: skip
+               finished: dict[str, Any] | None, carry: dict[str, np.ndarray] | None,
+               attachments: dict[str, tuple[str, Any]] | None) -> Commit:  # fmt: skip
         name = f"ckpt-{sequence}"
         self.folder.mkdir(parents=True, exist_ok=True)
         faults.point("backup_write", sequence)
