@@ -155,3 +155,35 @@ def test_a_run_killed_at_every_stage_ends_as_the_uninterrupted_run(tmp_path, uni
         assert summary["test"][key] == pytest.approx(value, abs=1e-6), key
     for mine, theirs in zip(final_weights(run), final_weights(whole), strict=True):
         np.testing.assert_allclose(mine, theirs, atol=1e-6)
+
+
+def weights_of(path: Path) -> list[np.ndarray]:
+    import tf_keras as keras
+
+    from bigmodel_cli.registry import custom_objects
+
+    return keras.models.load_model(path, compile=False, custom_objects=custom_objects()
+                                   ).get_weights()  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_signal_mid_epoch_changes_neither_best_nor_early_stopping_nor_the_model(
+    tmp_path, uninterrupted
+):
+    """SIGTERM in the middle of epoch 2: no validation pass, no best.keras and no
+    early-stopping step come from the partial epoch, so after --resume best.keras, the
+    stopping epoch and model.keras are the uninterrupted run's."""
+    config = write_config(tmp_path)
+    run = stop_once(config, tmp_path, "train_batch_end:5:TERM", TERM)  # epoch 2, step 8
+    assert epochs_logged(run) == [1]  # the partial epoch was neither validated nor logged
+    assert manifest(run)["position"] == {"epoch": 1, "step": 8}
+    assert manifest(run)["state"]["early_stopping"]["wait"] == 0
+    done = bigmodel("train", "--resume", str(run), "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    expected, whole = uninterrupted
+    for key in ("epochs_run", "best_epoch", "stop_reason", "final_weights_epoch"):
+        assert summary[key] == expected[key], key
+    for name in ("checkpoints/best.keras", "model.keras"):
+        for mine, theirs in zip(weights_of(run / name), weights_of(whole / name), strict=True):
+            np.testing.assert_allclose(mine, theirs, atol=1e-6, err_msg=name)
