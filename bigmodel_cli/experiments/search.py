@@ -193,12 +193,14 @@ def _pruner(cfg: Config) -> Any:
 def sampler(cfg: Config, dims: list[space_lib.Dimension], number: int) -> Any:
     """The sampler that proposes trial `number`, seeded by (seed, number)."""
     optuna = _quiet_optuna()
-    seed = (cfg.seed * 1_000_003 + number) % 2**32
     kind = cfg.tune.sampler
+    if kind == "grid":
+        # The seed orders the grid, so it must be the same for every trial; trial N then
+        # takes the N-th combination (Optuna's GridSampler), resumed or not.
+        return optuna.samplers.GridSampler({d.key: d.grid_values() for d in dims}, seed=cfg.seed)
+    seed = (cfg.seed * 1_000_003 + number) % 2**32
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "grid":
-        return optuna.samplers.GridSampler({d.key: d.grid_values() for d in dims}, seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
 
 
