@@ -17,6 +17,7 @@ directories (see `tune_dir` for the layout).
 
 from __future__ import annotations
 
+import gc
 import shutil
 import signal
 import time
@@ -254,6 +255,10 @@ def _search(study: Any, search: Search) -> dict[str, Any]:
     from bigmodel_cli.tfenv import import_tensorflow
 
     import_tensorflow()  # once for every trial, and quietly
+    # Each trial ends with a full garbage collection (trial.py); without the freeze it
+    # would walk TensorFlow's own objects every time (0.3 s), now only the trials' own.
+    gc.collect()
+    gc.freeze()
     write_report(study, search, "running")
     try:
         while (trial := _next_trial(study, search)) is not None:
@@ -267,6 +272,8 @@ def _search(study: Any, search: Search) -> dict[str, Any]:
             f"{signal.Signals(number).name}: the search stopped (a trial under way keeps its "
             f"backup); resume it with: bigmodel tune --resume {search.folder.root}",
         ) from None
+    finally:
+        gc.unfreeze()
     return write_report(study, search, "finished")
 
 
