@@ -9,8 +9,9 @@ repetition runs one `bigmodel train` process and one `bigmodel tune` process of
 `--trials` trials, in alternating order (A B, B A, ...).
 
 Compared, per repetition, then the median over repetitions:
-- a trial's seconds, as tune.json records them (the whole trial: its config, the
-  training, clearing the session, Optuna's bookkeeping, the HParams summary), against
+- a trial's seconds, as tune.json records them (its config, the training, clearing the
+  session and collecting its garbage; not the tell, HParams summary and report that
+  follow, a few hundredths of a second), against
   `bigmodel train`'s wall_seconds (summary.json: from the config to the last file,
   TensorFlow's import excluded); the target is at most 1.10x;
 - the first trial alone (it pays the process's first device set-up, as train does);
@@ -119,7 +120,8 @@ def summarize(reps: list[dict], trials: int) -> dict:
         "trial_over_train": round(ratio, 3),
         "first_trial_over_train": round(median(first), 3),
         "process_per_trial_over_train_process": round(median(process), 3),
-        # What a trial adds around its training (Optuna, the report, clearing the session):
+        # What a trial adds around its training (its config, clearing the session, the
+        # garbage collection):
         # measured inside one process, so other load on the machine hardly moves it.
         "trial_overhead_seconds": round(median(overhead), 3),
         "target": TARGET,

@@ -163,6 +163,29 @@ def test_proposals_depend_on_the_seed_and_the_trial_number_only(sampler):
     assert isinstance(first[0]["model.dense"], list)  # a list choice comes back as a list
 
 
+def test_a_trial_stopped_while_its_values_were_chosen_keeps_them_and_gets_the_rest(tmp_path):
+    """Killed between Optuna's proposals: the journal holds a running trial with some of
+    its values; the resumed search continues that trial with those, and proposes the rest."""
+    import optuna
+
+    from bigmodel_cli.config_load import config_from_mapping
+    from bigmodel_cli.experiments import search, space, tune_dir
+
+    document = {**BASE, "tune": TUNE}
+    cfg = config_from_mapping(document)
+    folder = tune_dir.TuneDir(tmp_path)
+    found = search.Search(document, cfg, space.dimensions(cfg.tune), tmp_path, tmp_path, folder)
+    found.target = 3
+    study = optuna.create_study(storage=search._storage(folder), study_name=search.STUDY)
+    stopped = study.ask()
+    rate = found.dims[0].suggest(stopped)  # the process died here
+    again = optuna.load_study(study_name=search.STUDY, storage=search._storage(folder))
+    trial, values, resumed = search._next_trial(again, found)
+    assert resumed and trial.number == 0 and values["optimizer.learning_rate"] == rate
+    assert set(values) == set(SPACE)
+    assert again.trials[0].params["model.dense"] == json.dumps(values["model.dense"])
+
+
 def test_a_grid_search_runs_each_combination_once():
     from bigmodel_cli.config_load import config_from_mapping
     from bigmodel_cli.experiments.search import _target

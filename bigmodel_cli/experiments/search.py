@@ -286,11 +286,12 @@ def _next_trial(study: Any, search: Search) -> tuple[Any, dict[str, Any], bool] 
     left = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     if left:
         frozen = left[0]
-        # A trial of the journal, continued: optuna.Trial is how a running one is reported to.
+        study.sampler = sampler(search.cfg, search.dims, frozen.number)
+        # A trial of the journal, continued: optuna.Trial is how a running one is reported
+        # to. Suggesting gives back the values it already has, and proposes any a stop
+        # between Optuna's proposals left out.
         trial = optuna.trial.Trial(study, frozen._trial_id)
-        stored = frozen.params
-        values = {d.key: d.decode(stored[d.key]) for d in search.dims if d.key in stored}
-        return trial, values, True
+        return trial, {d.key: d.suggest(trial) for d in search.dims}, True
     if len(trials) >= search.target:
         return None
     study.sampler = sampler(search.cfg, search.dims, len(trials))
@@ -327,9 +328,6 @@ def _run_one(study: Any, search: Search, trial: Any, values: dict[str, Any], res
 
 
 def _train_trial(trial: Any, search: Search, run: Path, values: dict[str, Any]):
-    missing = [d.key for d in search.dims if d.key not in values]
-    if missing:  # stopped between Optuna's proposal and the first value's record
-        return trial_lib.Outcome("failed", error=f"stopped before {', '.join(missing)} was chosen")
     tune = search.cfg.tune
     overrides = space_lib.overrides(search.dims, values)
     plan = trial_lib.Plan(
