@@ -228,6 +228,16 @@ def test_plot_overlays_runs_in_their_colours_and_draws_the_confusion_matrix(runn
     assert pixels_of(image, C0) > 200 and pixels_of(image, C1) == 0
 
 
+def test_plot_draws_no_matrix_from_a_damaged_eval_json(runner, tmp_path):
+    torn, ragged = make_run(tmp_path, "torn"), make_run(tmp_path, "ragged")
+    (torn / "eval.json").write_text('{"confusion_matrix": [[1, 2], [3')
+    (ragged / "eval.json").write_text(json.dumps({"confusion_matrix": [[1, 2], [3]]}))
+    out = tmp_path / "damaged.png"
+    assert invoke(runner, "plot", str(torn), str(ragged), "--out", str(out)).exit_code == 0
+    image = read_png(out)
+    assert image.shape[:2] == (360, 960) and pixels_of(image, DARKEST_BLUE) == 0
+
+
 def test_plot_refuses_what_it_cannot_draw(runner, tmp_path):
     a = make_run(tmp_path, "a")
     empty = make_run(tmp_path, "empty", epochs=0, summary=None)

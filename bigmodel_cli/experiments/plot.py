@@ -53,12 +53,22 @@ def _load(path: Path, name: str) -> RunCurves:
             "it has trained an epoch"
         )
     evaluation = runs_lib.read_json(path / run_dir.EVAL)
-    if evaluation is not None and not isinstance(evaluation.get("confusion_matrix"), list):
-        evaluation = None
+    if evaluation is not None and not _is_matrix(evaluation.get("confusion_matrix")):
+        evaluation = None  # a regression's eval.json, or one not written by bigmodel
     summary = runs_lib.read_json(path / run_dir.SUMMARY) or {}
     task = (summary.get("data") or {}).get("task")
     classifier = evaluation is not None or task == "classification"
     return RunCurves(name, path, rows, evaluation, classifier)
+
+
+def _is_matrix(value: Any) -> bool:
+    """A square matrix of counts, as `bigmodel evaluate` writes it."""
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(row, list) and len(row) == len(value) for row in value)
+        and all(isinstance(n, int) and not isinstance(n, bool) for row in value for n in row)
+    )
 
 
 def metric_names(runs: list[RunCurves]) -> list[str]:

@@ -83,7 +83,10 @@ def write_report(study: Any, search: Any, status: str) -> dict[str, Any]:
 
 def _write_best(search: Any, best: dict[str, Any], trials: int) -> None:
     config = run_dir.RunDir(search.folder.trial(best["number"])).config
-    text = config.read_text(encoding="utf-8")  # resolved in full, data paths absolute
+    try:
+        text = config.read_text(encoding="utf-8")  # resolved in full, data paths absolute
+    except OSError:
+        return  # the trial's folder was removed by hand: keep the best.yaml written before
     header = (
         f"# bigmodel train {search.folder.best}\n"
         f"# The best of {trials} trials of {search.folder.root}: {best['run_dir']}, "
