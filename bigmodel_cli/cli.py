@@ -297,7 +297,9 @@ def smoke(
 def tune(
     config: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Argument(help="Config with a tune: section (not with --resume).", show_default=False),
+        typer.Argument(
+            help="Config with a tune: section (or, with --resume, its own).", show_default=False
+        ),  # fmt: skip
     ] = None,
     set_: SetOption = None,
     trials: Annotated[

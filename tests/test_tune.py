@@ -120,12 +120,32 @@ def test_a_config_without_a_tune_section_exits_2(runner, tmp_path):
     assert result.exit_code == 2 and "no tune: section" in result.stderr
 
 
-def test_resume_takes_no_config_and_needs_a_tune_directory(runner, tmp_path):
-    path = write(tmp_path, TUNE)
-    result, _ = tune(runner, str(path), "--resume", str(tmp_path))
-    assert result.exit_code == 2 and "give no CONFIG" in result.stderr
+def _new_study(folder: Path, document: dict):
+    """A tune directory as a search leaves it before its first trial."""
+    from bigmodel_cli.config_load import config_from_mapping
+    from bigmodel_cli.experiments import search, space, tune_dir
+
+    cfg = config_from_mapping(document)
+    found = search.Search(document, cfg, space.dimensions(cfg.tune), folder, folder,
+                          tune_dir.TuneDir(folder), target=3)  # fmt: skip
+    return found, search._create_study(found)
+
+
+def test_resume_takes_only_the_searchs_own_config_and_needs_a_tune_directory(runner, tmp_path):
     result, _ = tune(runner, "--resume", str(tmp_path))
     assert result.exit_code == 2 and "not a tune directory" in result.stderr
+    folder = tmp_path / "tune-1"
+    folder.mkdir()
+    original = yaml.safe_load(write(tmp_path, TUNE).read_text())
+    _new_study(folder, original)
+    other = write(tmp_path, TUNE, optimizer={"name": "sgd", "learning_rate": 0.01})
+    result, _ = tune(runner, str(other), "--resume", str(folder))
+    assert result.exit_code == 2, result.output
+    assert "differs from the search's config in optimizer.learning_rate, optimizer.name" in (
+        result.stderr
+    )
+    result, _ = tune(runner, "--resume", str(folder), "--set", "seed=3")
+    assert result.exit_code == 2 and "resumes with its own config" in result.stderr
 
 
 # === Proposals: seeded per trial ==============================================
@@ -168,18 +188,12 @@ def test_a_trial_stopped_while_its_values_were_chosen_keeps_them_and_gets_the_re
     its values; the resumed search continues that trial with those, and proposes the rest."""
     import optuna
 
-    from bigmodel_cli.config_load import config_from_mapping
-    from bigmodel_cli.experiments import search, space, tune_dir
+    from bigmodel_cli.experiments import search
 
-    document = {**BASE, "tune": TUNE}
-    cfg = config_from_mapping(document)
-    folder = tune_dir.TuneDir(tmp_path)
-    found = search.Search(document, cfg, space.dimensions(cfg.tune), tmp_path, tmp_path, folder)
-    found.target = 3
-    study = optuna.create_study(storage=search._storage(folder), study_name=search.STUDY)
+    found, study = _new_study(tmp_path, {**BASE, "tune": TUNE})
     stopped = study.ask()
     rate = found.dims[0].suggest(stopped)  # the process died here
-    again = optuna.load_study(study_name=search.STUDY, storage=search._storage(folder))
+    again = optuna.load_study(study_name=search.STUDY, storage=search._storage(found.folder))
     trial, values, resumed = search._next_trial(again, found)
     assert resumed and trial.number == 0 and values["optimizer.learning_rate"] == rate
     assert set(values) == set(SPACE)
@@ -325,7 +339,8 @@ def test_a_killed_search_resumes_without_repeating_a_trial(searched, tmp_path):
     finished = (first.read_bytes(), first.stat().st_mtime_ns)
     assert json.loads(finished[0])["resumed_from"] == str(folder / "trial-000")
 
-    done = _tune_process("--resume", str(folder))
+    config = tmp_path / "config.yaml"  # the search's own config may be named again
+    done = _tune_process(str(config), "--resume", str(folder))
     assert done.returncode == 0, done.stderr
     assert "trial-000 (" not in done.stderr  # finished trials are not run again
     assert "trial-001 (2/3) resumed" in done.stderr

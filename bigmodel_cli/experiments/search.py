@@ -77,11 +77,6 @@ class Search:
 def tune(request: Request) -> dict[str, Any]:
     """Run (or resume) the search; returns the content of tune.json."""
     if request.resume is not None:
-        if request.config_path is not None or request.overrides:
-            raise UserError(
-                "--resume TUNE_DIR continues a search with its own config; "
-                "give no CONFIG or --set with it"
-            )
         return _resume(request)
     if request.config_path is None:
         raise UserError("missing CONFIG: bigmodel tune CONFIG (or --resume TUNE_DIR)")
@@ -238,13 +233,41 @@ def _resume(request: Request) -> dict[str, Any]:
         cfg = config_load.config_from_mapping(document, str(folder.journal))
         search = Search(document, cfg, space_lib.dimensions(cfg.tune), Path(attrs["base_dir"]),
                         Path(attrs["config_path"]), folder)  # fmt: skip
-        search.target = _target(cfg, request.trials if request.trials else attrs["trials"])
+        trials = request.trials or _same_search(request, document) or attrs["trials"]
+        search.target = _target(cfg, trials)
         if search.target != attrs["trials"]:
             study.set_user_attr("trials", search.target)
         study.pruner = _pruner(cfg)
         done = len(study.get_trials(deepcopy=False))
         console.note(f"resuming {folder.root}: {done} of {search.target} trials so far")
         return _search(study, search)
+
+
+def _same_search(request: Request, document: dict[str, Any]) -> int | None:
+    """With `--resume`, a CONFIG (and --set) may be given if it is the search's own; a
+    `tune.trials` changed there is the new total, which this returns (else None)."""
+    if request.config_path is None:
+        if request.overrides:
+            raise UserError("--set with --resume: a search resumes with its own config")
+        return None
+    from bigmodel_cli.experiments.compare import flatten
+
+    raw = config_load.resolve_document(request.config_path, request.overrides)
+    cfg = config_load.config_from_mapping(raw, str(request.config_path))
+    given, stored = flatten(raw), flatten(document)
+    differ = sorted(
+        key
+        for key in set(given) | set(stored)
+        if key != "tune.trials" and given.get(key, "-") != stored.get(key, "-")
+    )
+    if differ:
+        raise UserError(
+            f"--resume {request.resume}: {request.config_path} differs from the search's "
+            f"config in {', '.join(differ[:10])}; a search resumes with its own config "
+            "(give only --resume, or start a new search)"
+        )
+    changed = given.get("tune.trials") != stored.get("tune.trials")
+    return cfg.tune.trials if changed and cfg.tune is not None else None
 
 
 # === Running trials ==========================================================
