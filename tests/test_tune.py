@@ -378,11 +378,21 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(runner, tmp_pa
 
 
 @pytest.mark.slow
-def test_a_pruned_trial_stops_after_its_epoch_is_committed(tmp_path):
+def test_a_pruned_trial_stops_after_its_epoch_is_committed(tmp_path, monkeypatch):
     """The pruner's callback runs after the run's own: the epoch it stops at is in
-    metrics.csv and in the backup, which `bigmodel train --resume` can finish from."""
+    metrics.csv and in the backup, which `bigmodel train --resume` can finish from. And
+    a trial leaves no custom gradient of its graphs in TensorFlow's global registry."""
     from bigmodel_cli.config_load import config_from_mapping
     from bigmodel_cli.experiments import trial as trial_lib
+
+    registered, release = [], trial_lib._release_memory
+
+    def release_and_count(before):
+        registered.append(len(trial_lib._custom_gradients() - before))
+        release(before)
+
+    monkeypatch.setattr(trial_lib, "_release_memory", release_and_count)
+    before = trial_lib._custom_gradients()
 
     class WeakTrial:  # what MedianPruner says of a trial below the median
         def __init__(self):
@@ -406,3 +416,5 @@ def test_a_pruned_trial_stops_after_its_epoch_is_committed(tmp_path):
     assert not (run / "summary.json").exists()
     not_pruned = trial_lib.run(weak, trial_lib.Plan(run, "val_accuracy", "maximize", prune=False))
     assert not_pruned.status == "completed" and not_pruned.epochs == 5  # resumed to the end
+    assert registered and all(registered)  # training registered some; none stayed
+    assert trial_lib._custom_gradients() <= before
