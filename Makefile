@@ -41,10 +41,12 @@ format: install
 
 # bigmodel against plain and hand-tuned Keras, LM tokens/s and MFU, start-up (~6 minutes);
 # writes bench/results.json and the README's Performance table. Then generation with and
-# without the key/value cache (~1 minute; bench/generate_results.json).
+# without the key/value cache (~1 minute; bench/generate_results.json). Then a trial under
+# `bigmodel tune` against the same config under `bigmodel train` (~2 minutes; bench/tune_results.json).
 bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/tune.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

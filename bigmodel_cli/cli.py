@@ -299,6 +299,106 @@ def smoke(
 
 
 @app.command()
+def tune(
+    config: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(
+            help="Config with a tune: section (or, with --resume, its own).", show_default=False
+        ),  # fmt: skip
+    ] = None,
+    set_: SetOption = None,
+    trials: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(min=1, help="Trials in all (replaces tune.trials; a total across resumes)."),
+    ] = None,
+    resume: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--resume", metavar="TUNE_DIR", help="Continue an interrupted search."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Search hyperparameters over the config's tune: section; every trial is a run directory."""
+    from bigmodel_cli.experiments import report, search
+
+    try:
+        result = search.tune(search.Request(config, set_ or [], trials, resume))
+    except UserError as err:
+        raise _fail(err) from None
+    except Interrupted as err:
+        console.note(str(err))
+        raise typer.Exit(128 + err.signal_number) from None
+    if json_:
+        console.print_json(result)
+    else:
+        console.table(*report.table(result))
+        if result["best"]:
+            console.note(report.best_line(result))
+        console.out.print(result["tune_dir"], highlight=False, soft_wrap=True)
+    if not result["counts"]["completed"]:
+        console.problems(["no trial completed; see each trial's error in tune.json"],
+                         title="tuning failed")  # fmt: skip
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def runs(
+    folder: Annotated[Path, typer.Argument(help="Folder of run directories.")] = Path("runs"),
+    json_: JsonOption = False,
+) -> None:
+    """One line per run directory under FOLDER: status, epochs, metric, test score, date."""
+    from bigmodel_cli.experiments import runs as runs_lib
+
+    try:
+        found = runs_lib.list_runs(folder)
+    except UserError as err:
+        raise _fail(err) from None
+    if json_:
+        console.print_json({"runs": [run.as_json() for run in found]})
+        return
+    console.table(None, runs_lib.COLUMNS, runs_lib.table_rows(found))
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories.")],
+    json_: JsonOption = False,
+) -> None:
+    """The config keys that differ between runs, and their metrics side by side."""
+    from bigmodel_cli.experiments import compare as compare_lib
+
+    try:
+        result = compare_lib.compare(run_dirs)
+    except UserError as err:
+        raise _fail(err) from None
+    if json_:
+        console.print_json(result)
+        return
+    for title, columns, rows in compare_lib.tables(result):
+        console.table(title, columns, rows)
+
+
+@app.command()
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, overlaid.")],
+    out: Annotated[Path, typer.Option("--out", help="The PNG file to write.")] = Path("plot.png"),
+    metric: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Only this metric's curves (e.g. accuracy or val_loss)."),
+    ] = None,
+) -> None:
+    """Learning curves (train and validation, per epoch) and confusion matrices, as a PNG."""
+    from bigmodel_cli.experiments.plot import plot as draw
+
+    try:
+        result = draw(run_dirs, out, metric)
+    except UserError as err:
+        raise _fail(err) from None
+    for line in result["notes"]:
+        console.note(line)
+    console.out.print(result["out"], highlight=False, soft_wrap=True)
+
+
+@app.command()
 def schema() -> None:
     """Print the config's JSON Schema (for editors)."""
     from bigmodel_cli.config_load import json_schema

@@ -61,6 +61,7 @@ from bigmodel_cli.config_sections import (
     RegularizationConfig,
     TrainConfig,
 )
+from bigmodel_cli.config_tune import SearchRange, TuneConfig
 
 # Re-exported: callers import every schema name from here.
 __all__ = [
@@ -69,7 +70,8 @@ __all__ = [
     "Config", "ConfigKeyError", "ConvBlock", "DataConfig", "DistributeConfig",
     "EarlyStoppingConfig", "LossConfig", "MLPConfig", "ModelCommon", "ModelConfig",
     "OptimizerConfig", "OutputConfig", "RNNConfig", "RegularizationConfig", "ScheduleConfig",
-    "SequentialConfig", "TrainConfig", "TransformerConfig", "is_language_model",
+    "SearchRange", "SequentialConfig", "TrainConfig", "TransformerConfig", "TuneConfig",
+    "is_language_model",
 ]  # fmt: skip
 
 
@@ -116,6 +118,9 @@ class Config(Section):
         default_factory=DistributeConfig, description="tf.distribute strategy."
     )
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    tune: TuneConfig | None = Field(
+        None, description="Hyperparameter search for `bigmodel tune` (`bigmodel train` ignores it)."
+    )
 
     # The JSON Schema shows what this validator accepts: a loss name, or the mapping.
     @field_validator(

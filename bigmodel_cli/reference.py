@@ -33,8 +33,10 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("train.checkpoint", schema.CheckpointConfig),
     ("distribute", schema.DistributeConfig),
     ("output", schema.OutputConfig),
+    ("tune", schema.TuneConfig),
+    ("tune.space.KEY (one of)", schema.SearchRange),
 ]
-SECTION_KEYS = {"data", "optimizer", "regularization", "train", "distribute", "output"}
+SECTION_KEYS = {"data", "optimizer", "regularization", "train", "distribute", "output", "tune"}
 
 
 def _default(field) -> str:

@@ -641,13 +641,17 @@ def _fit(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, data: P
     except cb.LossNotFinite as err:
         _stop_progress(callbacks)
         good = run.best if run.best.exists() else None
-        raise TrainingFailed(
+        message = (
             f"the loss became NaN/Inf at epoch {err.epoch}, step {err.step} (within "
             f"{built.steps_per_execution} steps per execution). "
             + (f"The last good checkpoint is {good}. " if good else "")
             + "Try a lower optimizer.learning_rate, optimizer.clipnorm: 1.0, or "
             "train.mixed_precision: float32."
-        ) from None
+        )
+        if claimed.is_chief:  # so `bigmodel runs` tells a failed run from an interrupted one
+            failed = {"name": cfg.name, "run_dir": str(run.root), "status": "failed"}
+            run_dir.atomic_write_json(run.summary, {**failed, "error": message})
+        raise TrainingFailed(message) from None
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, with the last backup
         _stop_progress(callbacks)
         console.note(f"interrupted; resume from the last backup with: {resume_command}")

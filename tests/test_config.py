@@ -27,7 +27,8 @@ def test_every_shipped_config_validates(path: Path):
     cfg = load_config(path)
     assert cfg.name
     first = path.read_text().splitlines()[0]
-    assert first == f"# bigmodel train {path.relative_to(REPO)}", "not headed by its command"
+    command = "tune" if cfg.tune is not None else "train"  # a search is run by `tune`
+    assert first == f"# bigmodel {command} {path.relative_to(REPO)}", "not headed by its command"
 
 
 BAD_CASES = [
