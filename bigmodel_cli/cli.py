@@ -244,6 +244,7 @@ def validate(
     except UserError as err:
         raise _fail(err) from None
     if json_:
+        result.pop("memory_line", None)
         console.print_json(result)
         return
     if no_build:
@@ -261,6 +262,7 @@ def validate(
         f"FLOPs per example: {result['flops_per_example']:,}",
         highlight=False,
     )
+    console.out.print(result.pop("memory_line"), highlight=False, markup=False)
 
 
 @app.command()
