@@ -80,6 +80,7 @@ class DoesNotFit(ConfigError):
 class Available:
     bytes: int | None  # None: unknown (no /proc/meminfo), nothing is refused
     where: str  # "this machine", "this container (cgroup limit)", "GPU:0"
+    devices: int = 1  # GPUs sharing the batch (each holds the weights, a slice of it)
 
 
 def _read_int(path: str) -> int | None:
@@ -133,7 +134,12 @@ def parse_size(text: str) -> int | None:
 def host_available() -> Available:
     """Host memory available now; measured once per process, before the data exists."""
     given = os.environ.get("BIGMODEL_MEMORY_LIMIT")
-    if given and parse_size(given) is not None:
+    if given:
+        if parse_size(given) is None:
+            raise UserError(
+                f"BIGMODEL_MEMORY_LIMIT: {given!r} is not a size; expected bytes or a number "
+                "with KB, MB, GB or TB (e.g. 64GB), or unset it to use the memory available"
+            )
         return Available(parse_size(given), "BIGMODEL_MEMORY_LIMIT")
     free, room = _mem_available(), _cgroup_room()
     if room is not None and (free is None or room < free):
@@ -161,7 +167,7 @@ def device_available(devices: list[str]) -> Available | None:
     if not free:
         return None
     room, name = min(free)
-    return Available(room, name)
+    return Available(room, name, len(free))
 
 
 # === Before the data exists ==================================================
@@ -325,15 +331,17 @@ def _estimate(cfg: Config, costs: list[Any], ops: int) -> Estimate:
 
 
 def refusal(est: Estimate, host: Available, device: Available | None = None) -> list[str]:
-    """Problem lines when `est` does not fit, naming the keys that contribute most."""
-    model_room = device or host
-    data_room = host if device else None
-    needed = est.model + est.runtime if device else est.total
-    too_big = model_room.bytes is not None and needed > model_room.bytes
-    if data_room is not None and data_room.bytes is not None and est.data > data_room.bytes:
-        too_big, model_room = True, data_room
-    if not too_big:
+    """Problem lines when `est` does not fit, naming the keys that contribute most. On
+    GPUs each one holds the weights, optimizer state and its slice of the batch, while
+    the data and the runtime stay in host memory."""
+    needs = [(host, est.total)]
+    if device is not None:
+        on_device = est.weights + est.optimizer + est.activations // device.devices
+        needs = [(device, on_device), (host, est.data + est.runtime)]
+    short = [room for room, needed in needs if room.bytes is not None and needed > room.bytes]
+    if not short:
         return []
+    room = short[0]
     parts_of = {key: dict(parts) for key, parts in est.parts_of.items()}
     data_parts = parts_of.setdefault(est.data_key, {})
     data_parts["data"] = data_parts.get("data", 0) + est.data
@@ -349,7 +357,7 @@ def refusal(est: Estimate, host: Available, device: Available | None = None) -> 
         hint += " or data.batch_size"
     lines[0] += (
         f"; the whole config needs ~{format_bytes(est.total)} ({est.breakdown()}) and "
-        f"{model_room.where} has {format_bytes(model_room.bytes)} available. {hint}."
+        f"{room.where} has {format_bytes(room.bytes)} available. {hint}."
     )
     return lines
 

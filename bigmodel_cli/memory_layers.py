@@ -52,6 +52,7 @@ def symbolic_model(cfg: Config, spec: Any, precision: str = "float32") -> Iterat
 
     previous = keras.mixed_precision.global_policy()
     with _keras_classes_kept(), tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(cfg.seed)  # op determinism wants a seed per graph
         distribution.set_precision(precision)
         try:
             yield build_model(cfg, spec)
@@ -144,15 +145,9 @@ def size_keys(cfg: Config, spec: Any) -> list[tuple[str, int]]:
         for value in item.values():
             values = value if isinstance(value, list) else [value]
             sizes += [(f"model.layers.{index}", v) for v in values if type(v) is int]
-    if spec.vocab_size and not getattr(model, "vocab_size", None):
-        key = (
-            "data.vocab_size"
-            if data.vocab_size
-            else "data.max_tokens"
-            if data.max_tokens
-            else "data"
-        )
-        sizes.append((key, spec.vocab_size))
+    if spec.vocab_size and not getattr(model, "vocab_size", None):  # the data's vocabulary
+        keys = [f"data.{name}" for name in ("vocab_size", "max_tokens") if getattr(data, name)]
+        sizes.append(((keys or ["data"])[0], spec.vocab_size))
     for name in ("sequence_length", "features"):
         if isinstance(getattr(data, name), int):
             sizes.append((f"data.{name}", getattr(data, name)))
@@ -197,8 +192,9 @@ def _match(big: int, sizes, own: str | None, inherited: str | None) -> str | Non
     return None
 
 
-def describe(cfg: Config, key: str, layer: Any, out_dims: list[int]) -> str:
-    """What a key sets, in words: `100,000,000 units`, `max_length 10,000,000`."""
+def describe(cfg: Config, key: str, layer: Any, index: int, out_dims: list[int]) -> str:
+    """What a key sets, in words: `100,000,000 units`, `max_length 10,000,000`; for a
+    sequential layer, what it makes (when `layer`, number `index`, is that layer)."""
     parts = key.split(".")
     model = cfg.model
     if parts[:2] in (["model", "dense"], ["model", "units"]):
@@ -206,12 +202,12 @@ def describe(cfg: Config, key: str, layer: Any, out_dims: list[int]) -> str:
     if parts[:2] == ["model", "conv"]:
         return f"{model.conv[int(parts[2])].filters:,} filters"
     if parts[:2] == ["model", "layers"]:
-        shape = "x".join(f"{d:,}" for d in out_dims)
         kind = model.layers[int(parts[2])]["type"]
-        params = layer.count_params()
-        return (
-            f"{kind} ({params:,} parameters)" if params else f"{kind} (output {shape} per example)"
-        )
+        if int(parts[2]) != index:
+            return kind
+        if layer.count_params():
+            return f"{kind} ({layer.count_params():,} parameters)"
+        return f"{kind} (output {'x'.join(f'{d:,}' for d in out_dims)} per example)"
     value = getattr(model if parts[0] == "model" else cfg.data, parts[-1], None)
     return f"{parts[-1]} {value:,}" if isinstance(value, int) else ""
 
@@ -287,7 +283,7 @@ def layer_costs(model: Any, cfg: Config, spec: Any) -> list[Cost]:
         for key, values, kind in ((act_key, math.prod(out_dims), "output"),
                                   (inside_key, inside, inside_kind)):  # fmt: skip
             if values:
-                what = describe(cfg, key, layer, out_dims)
+                what = describe(cfg, key, layer, index, out_dims)
                 costs.append(Cost(key, "activations", values * size, kind, what=what))
         for weight in layer.weights:
             shape = [int(d) for d in weight.shape] or [1]
@@ -295,7 +291,7 @@ def layer_costs(model: Any, cfg: Config, spec: Any) -> list[Cost]:
             key = _match(big, sizes, own, inherited)
             key = key or (own if own and big in out_dims else inherited) or own or "model"
             count = math.prod(shape) * WEIGHT_BYTES
-            what = describe(cfg, key, layer, out_dims)
+            what = describe(cfg, key, layer, index, out_dims)
             costs.append(Cost(key, "weights", count, "weight", weight.trainable, what))
         for table in _tables(layer):
             key = _match(table.max_length, sizes, own, inherited) or own or "model"
@@ -303,7 +299,6 @@ def layer_costs(model: Any, cfg: Config, spec: Any) -> list[Cost]:
             # each traced function (training and evaluation).
             copies = 3 if table.positional == "sinusoidal" else 1
             count = copies * table.max_length * table.width * WEIGHT_BYTES
-            costs.append(
-                Cost(key, "weights", count, "table", False, describe(cfg, key, layer, out_dims))
-            )
+            what = describe(cfg, key, layer, index, out_dims)
+            costs.append(Cost(key, "weights", count, "table", False, what))
     return costs

@@ -18,6 +18,7 @@ import pytest
 from conftest import CONFIGS, SHIPPED_CONFIGS, no_traceback
 
 from bigmodel_cli import config_load, memory
+from bigmodel_cli.errors import UserError
 
 PEAK_LIMIT = 2e9  # the issue's bound for every refused config
 KILL_ABOVE = 4e9  # a regression must not take the shared machine down with it
@@ -167,6 +168,35 @@ def test_oversized_config_exits_2_naming_the_key(oversized_runs, name, command):
     assert not (oversized_runs["out"] / name).exists()  # no run directory
 
 
+@pytest.mark.parametrize(
+    ("layers", "key", "fragment"),
+    [
+        (f"[{{type: Softmax, axis: 99}}, {HEAD}]", "model.layers.0", "Softmax: `dim` must be"),
+        ("[{type: Flatten}, {type: Dense, units: 1.5}, {type: Dense, units: 10}]",
+         "model.layers.1", "units: 1.5 is not a whole number (Keras would use 1)"),
+        (f"[{{type: GaussianNoise, stddev: .inf}}, {HEAD}]", "model.layers.0",
+         "GaussianNoise.stddev: inf is not a finite number"),
+        (f"[{{type: Flatten}}, {{type: Dropout, rate: [.nan]}}, {HEAD}]", "model.layers.1",
+         "not a finite number"),
+    ],
+)  # fmt: skip
+def test_sequential_layer_errors_name_the_layer(runner, layers, key, fragment):
+    from bigmodel_cli.cli import app
+
+    result = runner.invoke(app, ["validate", SEQUENTIAL, "--set", f"model.layers={layers}"])
+    assert result.exit_code == 2, result.output
+    assert f"error: {key}: " in result.output and fragment in result.output, result.output
+    assert no_traceback(result.output)
+
+
+def test_whole_floats_are_fine_for_integer_arguments(runner):
+    from bigmodel_cli.cli import app
+
+    layers = "[{type: Flatten}, {type: Dense, units: 10.0, activation: softmax}]"
+    result = runner.invoke(app, ["validate", SEQUENTIAL, "--set", f"model.layers={layers}"])
+    assert result.exit_code == 0, result.output
+
+
 # === In-process: the estimate itself ===========================================
 
 
@@ -204,6 +234,94 @@ def test_layers_made_before_a_symbolic_build_still_work():
     assert layer(np.zeros((1, 8, 8, 1), np.float32)).shape == (1, 6, 6, 2)
 
 
+def _specs():
+    from bigmodel_cli.spec import DataSpec
+
+    return {
+        "image": DataSpec(task="classification", input_shape=(8, 8, 2), num_classes=3),
+        "sequence": DataSpec(task="classification", input_shape=(6, 4), num_classes=3),
+        "volume": DataSpec(task="classification", input_shape=(4, 4, 4, 1), num_classes=3),
+        "tokens": DataSpec(task="classification", input_shape=(6,), input_dtype="int32",
+                           num_classes=3, vocab_size=10),
+    }  # fmt: skip
+
+
+# Every allow-listed layer, with arguments and an input it accepts.
+LAYER_SAMPLES = {
+    "Dense": ("sequence", {"units": 3}), "Activation": ("sequence", {"activation": "relu"}),
+    "Embedding": ("tokens", {"input_dim": 10, "output_dim": 4}), "Flatten": ("image", {}),
+    "Reshape": ("sequence", {"target_shape": [24]}), "Permute": ("sequence", {"dims": [2, 1]}),
+    "RepeatVector": ("image", {"n": 3}), "Conv1D": ("sequence", {"filters": 2, "kernel_size": 2}),
+    "Conv2D": ("image", {"filters": 2, "kernel_size": 2}),
+    "Conv3D": ("volume", {"filters": 2, "kernel_size": 2}),
+    "Conv1DTranspose": ("sequence", {"filters": 2, "kernel_size": 2}),
+    "Conv2DTranspose": ("image", {"filters": 2, "kernel_size": 2}),
+    "Conv3DTranspose": ("volume", {"filters": 2, "kernel_size": 2}),
+    "SeparableConv1D": ("sequence", {"filters": 2, "kernel_size": 2}),
+    "SeparableConv2D": ("image", {"filters": 2, "kernel_size": 2}),
+    "DepthwiseConv2D": ("image", {"kernel_size": 2}), "MaxPooling1D": ("sequence", {}),
+    "MaxPooling2D": ("image", {}), "MaxPooling3D": ("volume", {}),
+    "AveragePooling1D": ("sequence", {}), "AveragePooling2D": ("image", {}),
+    "AveragePooling3D": ("volume", {}), "GlobalMaxPooling1D": ("sequence", {}),
+    "GlobalMaxPooling2D": ("image", {}), "GlobalAveragePooling1D": ("sequence", {}),
+    "GlobalAveragePooling2D": ("image", {}), "UpSampling1D": ("sequence", {}),
+    "UpSampling2D": ("image", {}), "ZeroPadding1D": ("sequence", {}),
+    "ZeroPadding2D": ("image", {}), "Cropping1D": ("sequence", {}), "Cropping2D": ("image", {}),
+    "LSTM": ("sequence", {"units": 3, "dropout": 0.1}),
+    "GRU": ("sequence", {"units": 3, "recurrent_dropout": 0.1}),
+    "SimpleRNN": ("sequence", {"units": 3}), "BatchNormalization": ("image", {}),
+    "LayerNormalization": ("sequence", {}), "Dropout": ("sequence", {"rate": 0.5}),
+    "SpatialDropout1D": ("sequence", {"rate": 0.5}), "SpatialDropout2D": ("image", {"rate": 0.5}),
+    "GaussianNoise": ("sequence", {"stddev": 0.1}), "GaussianDropout": ("sequence", {"rate": 0.1}),
+    "AlphaDropout": ("sequence", {"rate": 0.1}),
+    "ActivityRegularization": ("sequence", {"l1": 0.01}),
+    "ReLU": ("sequence", {}), "LeakyReLU": ("sequence", {}), "PReLU": ("sequence", {}),
+    "ELU": ("sequence", {}), "Softmax": ("sequence", {}), "ThresholdedReLU": ("sequence", {}),
+    "Rescaling": ("image", {"scale": 0.5}),
+    "Normalization": ("sequence", {"mean": 0.0, "variance": 1.0}),
+    "CenterCrop": ("image", {"height": 4, "width": 4}),
+    "Resizing": ("image", {"height": 4, "width": 4}),
+}  # fmt: skip
+
+
+def test_every_allowed_layer_builds_symbolically_as_keras_builds_it():
+    """The estimate's model is the real one: every allow-listed layer builds in a
+    scratch graph, under op determinism (which wants a seed per graph), with the eager
+    model's parameter count."""
+    import tf_keras as keras
+    from tensorflow.python.framework import config as tf_config
+
+    from bigmodel_cli import memory_layers
+    from bigmodel_cli.layer_allowlist import ALLOWED_LAYERS
+    from bigmodel_cli.models import build_model
+
+    assert set(LAYER_SAMPLES) == ALLOWED_LAYERS
+    specs = _specs()
+    tf_config.enable_op_determinism()  # as train.deterministic does
+    try:
+        for kind, (input_kind, args) in sorted(LAYER_SAMPLES.items()):
+            spec = specs[input_kind]
+            before = [{"type": "Flatten"}] if kind == "RepeatVector" else []
+            layers = [*before, {"type": kind, **args}, {"type": "Flatten"},
+                      {"type": "Dense", "units": 3, "activation": "softmax"}]  # fmt: skip
+            cfg = config_load.config_from_mapping(
+                {
+                    "model": {
+                        "type": "sequential",
+                        "input_shape": list(spec.input_shape),
+                        "layers": layers,
+                    }
+                }  # fmt: skip
+            )
+            with memory_layers.symbolic_model(cfg, spec) as model:
+                symbolic = model.count_params()
+                assert memory_layers.layer_costs(model, cfg, spec), kind
+            keras.backend.clear_session()
+            assert symbolic == build_model(cfg, spec).count_params(), kind
+    finally:
+        tf_config.disable_op_determinism()  # only there, not in tf.config
+
+
 @pytest.mark.parametrize(
     ("overrides", "copies"),
     [
@@ -237,6 +355,19 @@ def test_refusal_names_the_largest_contributor_with_the_estimate():
     assert memory.refusal(est, memory.Available(est.total * 2, "this test")) == []
 
 
+def test_on_gpus_the_model_is_held_per_device_and_the_data_by_the_host():
+    est = memory.Estimate(1 * 10**9, 2 * 10**9, 4 * 10**9, 10**9, 10**8, 32)
+    est.parts_of = {"model.dense.0": {"weights": 3 * 10**9, "activations": 4 * 10**9}}
+    host = memory.Available(2 * 10**9, "this machine")
+    # Two GPUs: each holds weights + optimizer (3 GB) and half the batch (2 GB).
+    assert memory.refusal(est, host, memory.Available(5 * 10**9, "GPU:0", 2)) == []
+    lines = memory.refusal(est, host, memory.Available(4 * 10**9, "GPU:0", 2))
+    assert lines[0].startswith("model.dense.0: ") and "GPU:0 has 4.0 GB available" in lines[0]
+    small_host = memory.Available(10**9, "this machine")  # data and runtime: 1.1 GB
+    lines = memory.refusal(est, small_host, memory.Available(5 * 10**9, "GPU:0", 2))
+    assert "this machine has 1.0 GB available" in lines[0]
+
+
 def test_synthetic_spec_is_the_one_load_data_gives():
     from bigmodel_cli import data as data_lib
     from bigmodel_cli import memory_data
@@ -263,6 +394,10 @@ def test_memory_limit_from_the_environment(monkeypatch):
     memory.host_available.cache_clear()
     try:
         assert memory.host_available() == memory.Available(10**9, "BIGMODEL_MEMORY_LIMIT")
+        monkeypatch.setenv("BIGMODEL_MEMORY_LIMIT", "lots")
+        memory.host_available.cache_clear()
+        with pytest.raises(UserError, match="BIGMODEL_MEMORY_LIMIT: 'lots' is not a size"):
+            memory.host_available()
     finally:
         monkeypatch.delenv("BIGMODEL_MEMORY_LIMIT")
         memory.host_available.cache_clear()
