@@ -231,7 +231,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check the config; unless --no-build, build the model and show its size."""
-    from bigmodel_cli import config_load
+    from bigmodel_cli import config_load, memory
 
     try:
         cfg = config_load.load_config(config, set_ or [])
@@ -244,7 +244,6 @@ def validate(
     except UserError as err:
         raise _fail(err) from None
     if json_:
-        result.pop("memory_line", None)
         console.print_json(result)
         return
     if no_build:
@@ -262,7 +261,7 @@ def validate(
         f"FLOPs per example: {result['flops_per_example']:,}",
         highlight=False,
     )
-    console.out.print(result.pop("memory_line"), highlight=False, markup=False)
+    console.out.print(memory.summary_line(result["memory"]), highlight=False, markup=False)
 
 
 @app.command()

@@ -236,14 +236,8 @@ class Estimate:
             f"data {format_bytes(self.data)}, runtime {format_bytes(self.runtime)}"
         )
 
-    def line(self, available: Available) -> str:
-        """`memory: ~123 MB (weights ..., ...) of 21.3 GB available`, for validate."""
-        room = format_bytes(available.bytes) if available.bytes is not None else "unknown"
-        where = "" if available.where == "this machine" else f" ({available.where})"
-        total = format_bytes(self.total)
-        return f"memory: ~{total} ({self.breakdown()}) of {room} available{where}"
-
     def to_json(self, available: Available) -> dict[str, Any]:
+        """What validate --json shows (and `summary_line` reads)."""
         return {
             "weights": self.weights,
             "optimizer": self.optimizer,
@@ -254,6 +248,19 @@ class Estimate:
             "available": available.bytes,
             "available_where": available.where,
         }
+
+
+def summary_line(memory: dict[str, Any]) -> str:
+    """`memory: ~123 MB (weights ..., ...) of 21 GB available`, from `Estimate.to_json`."""
+    parts = ("weights", "optimizer", "activations", "data", "runtime")
+    est = Estimate(*(memory[part] for part in parts), memory["batch_size"])
+    line = f"memory: ~{format_bytes(est.total)} ({est.breakdown()})"
+    room, where = memory["available"], memory["available_where"]
+    if room is None:
+        return f"{line}; memory available unknown"
+    return f"{line} of {format_bytes(room)} available" + (
+        "" if where == "this machine" else f" ({where})"
+    )
 
 
 def optimizer_copies(cfg: Config) -> int:

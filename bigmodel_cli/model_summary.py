@@ -62,5 +62,4 @@ def summarize(cfg: Config, base_dir: Path) -> dict[str, Any]:
     available = memory.host_available()
     result["memory_estimate_bytes"] = estimate.total
     result["memory"] = estimate.to_json(available)
-    result["memory_line"] = estimate.line(available)
     return result
