@@ -38,6 +38,7 @@ import functools
 import math
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,10 +124,10 @@ def parse_size(text: str) -> int | None:
     match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGT]?)B?\s*", text, re.IGNORECASE)
     if not match:
         return None
-    try:
-        value = float(match.group(1))
-    except ValueError:
+    number = match.group(1)
+    if not re.fullmatch(r"\d+(\.\d*)?([eE]\+?\d+)?|\.\d+", number):
         return None
+    value = float(number)
     scale = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}[match.group(2).upper()]
     return int(value * scale) if math.isfinite(value) and value >= 0 else None
 
@@ -157,18 +158,13 @@ def device_available(devices: list[str]) -> Available | None:
         import tensorflow as tf
         from tensorflow.python.client import device_lib
 
-        limits = {d.name: d.memory_limit for d in device_lib.list_local_devices()
-                  if d.device_type == "GPU"}  # fmt: skip
-        free = []
-        for name, limit in limits.items():
-            used = tf.config.experimental.get_memory_info(name.split("device:")[-1])["current"]
-            free.append((limit - used, name.split("device:")[-1]))
+        limits = {d.name.split("device:")[-1]: d.memory_limit
+                  for d in device_lib.list_local_devices() if d.device_type == "GPU"}  # fmt: skip
+        info = tf.config.experimental.get_memory_info
+        free = [(limit - info(name)["current"], name) for name, limit in limits.items()]
     except (ImportError, ValueError, RuntimeError, KeyError):
         return None
-    if not free:
-        return None
-    room, name = min(free)
-    return Available(room, name, len(free))
+    return Available(*min(free), len(free)) if free else None
 
 
 # === Before the data exists ==================================================
@@ -394,8 +390,7 @@ def peak_rss_bytes() -> int:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    import resource
-    import sys
+    import resource  # Unix only: imported where /proc is missing
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
