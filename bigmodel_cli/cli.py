@@ -236,7 +236,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check the config; unless --no-build, build the model and show its size."""
-    from bigmodel_cli import config_load
+    from bigmodel_cli import config_load, memory
 
     try:
         cfg = config_load.load_config(config, set_ or [])
@@ -266,6 +266,7 @@ def validate(
         f"FLOPs per example: {result['flops_per_example']:,}",
         highlight=False,
     )
+    console.out.print(memory.summary_line(result["memory"]), highlight=False, markup=False)
 
 
 @app.command()

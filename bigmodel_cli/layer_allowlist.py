@@ -2,12 +2,15 @@
 
 A config describes a model; it must never run code. So only plain layers are accepted
 (no `Lambda`, no wrappers that take other layers, no import paths), and arguments are
-plain values: numbers, strings, booleans, lists of those. No TensorFlow import here.
+plain values: finite numbers, strings, booleans, lists of those (`.inf` and `.nan` are
+refused: `GaussianNoise stddev: .inf` would turn every input into NaN). No TensorFlow
+import here.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 ALLOWED_LAYERS = frozenset(
@@ -36,6 +39,12 @@ ALLOWED_LAYERS = frozenset(
 
 # Arguments that would let a config reach outside plain values.
 _REFUSED_ARGUMENTS = frozenset({"function", "layer", "backward_layer", "cell", "dtype_policy"})
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, list | tuple) and any(_non_finite(item) for item in value)
 
 
 def _plain(value: Any) -> bool:
@@ -72,4 +81,6 @@ def check_layer_spec(spec: Any) -> str | None:
                 f"{kind}.{key}: only plain values (numbers, strings, booleans, lists) are "
                 f"allowed; received {type(value).__name__}"
             )
+        if _non_finite(value):
+            return f"{kind}.{key}: {value!r} is not a finite number; give a finite value"
     return None

@@ -1,4 +1,4 @@
-"""What `bigmodel validate` shows: the built model's layers, parameters and FLOPs."""
+"""What `bigmodel validate` shows: the model's layers, parameters, FLOPs and memory."""
 
 from __future__ import annotations
 
@@ -15,41 +15,51 @@ def _shape(shape: Any) -> list[int | None]:
     return [None if d is None else int(d) for d in tuple(shape)[1:]]
 
 
+def _precision(cfg: Config) -> str:
+    """The precision training will use, where the config fixes it (auto: float32 on
+    CPUs, the conservative guess elsewhere: float32 activations are the larger)."""
+    requested = cfg.train.mixed_precision
+    return "float32" if requested == "auto" else requested
+
+
 def summarize(cfg: Config, base_dir: Path) -> dict[str, Any]:
-    """Build the model for `cfg` on its data's spec and describe it."""
+    """Estimate the memory `cfg` needs (exit 2 when it cannot fit), then describe the
+    model, built symbolically: validate allocates no weight, however large."""
     import_tensorflow()
     import tf_keras as keras
 
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli import defaults, distribution
+    from bigmodel_cli import defaults, memory
     from bigmodel_cli.flops import flops_per_example
-    from bigmodel_cli.models import build_model
 
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(cfg.seed)
-    distribution.set_precision("float32")  # the summary is about shapes and counts
-    spec = data_lib.load_data(cfg, base_dir).spec
+    memory.check_before_data(cfg, _precision(cfg))  # before a synthetic example exists
+    bundle = data_lib.load_data(cfg, base_dir)
+    spec = bundle.spec
     defaults.effective_loss(cfg, spec)  # a loss that cannot fit the data is a config error
     defaults.effective_metrics(cfg, spec)
-    model = build_model(cfg, spec)
-    trainable = sum(keras.backend.count_params(w) for w in model.trainable_weights)
-    layers = [
-        {
-            "name": layer.name,
-            "type": type(layer).__name__,
-            "output_shape": _shape(layer.output_shape),
-            "params": int(layer.count_params()),
+    with memory.measured_model(cfg, spec, bundle, _precision(cfg)) as (model, estimate):
+        trainable = sum(keras.backend.count_params(w) for w in model.trainable_weights)
+        layers = [
+            {
+                "name": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": _shape(layer.output_shape),
+                "params": int(layer.count_params()),
+            }
+            for layer in model.layers
+        ]
+        result = {
+            "name": cfg.name,
+            "model_type": cfg.model.type,
+            "params": int(model.count_params()),
+            "trainable_params": int(trainable),
+            "flops_per_example": int(flops_per_example(model)),
+            "input_shape": _shape(model.input_shape),
+            "output_shape": _shape(model.output_shape),
+            "layers": layers,
+            "data": {"source": cfg.data.source, "task": spec.task},
         }
-        for layer in model.layers
-    ]
-    return {
-        "name": cfg.name,
-        "model_type": cfg.model.type,
-        "params": int(model.count_params()),
-        "trainable_params": int(trainable),
-        "flops_per_example": int(flops_per_example(model)),
-        "input_shape": _shape(model.input_shape),
-        "output_shape": _shape(model.output_shape),
-        "layers": layers,
-        "data": {"source": cfg.data.source, "task": spec.task},
-    }
+    available = memory.host_available()
+    result["memory_estimate_bytes"] = estimate.total
+    result["memory"] = estimate.to_json(available)
+    return result

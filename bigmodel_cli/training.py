@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli import backup, config_load, console, faults, run_dir
+from bigmodel_cli import backup, config_load, console, faults, memory, run_dir
 from bigmodel_cli.config import Config
 from bigmodel_cli.errors import ConfigError, Interrupted, TrainingFailed, UserError
 from bigmodel_cli.tfenv import import_tensorflow
@@ -293,6 +293,7 @@ class Built:
     flops: int
     precision: str
     steps_per_execution: int
+    memory_estimate: int
 
 
 @dataclass
@@ -370,6 +371,9 @@ def _build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
     from bigmodel_cli.performance import auto_steps_per_execution
 
     placement = runtime.placement
+    # Exit 2 before any weight exists when the model, its optimizer, a batch's
+    # activations and the data cannot fit in the memory available.
+    estimate = memory.check(cfg, data.spec, data.bundle, runtime.precision, placement.devices)
 
     def build(policy: str) -> keras.Model:
         keras.backend.clear_session()
@@ -398,7 +402,7 @@ def _build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
             steps_per_execution=steps_per_execution,
             jit_compile=cfg.train.jit_compile,
         )
-    return Built(model, flops, precision, steps_per_execution)
+    return Built(model, flops, precision, steps_per_execution, estimate.total)
 
 
 @contextlib.contextmanager
@@ -726,6 +730,8 @@ def _summarize(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, d
         else 0.0,  # fmt: skip
         "peak_flops": callbacks.throughput.peak_flops,
         "steps_per_execution": built.steps_per_execution,
+        "memory_estimate_bytes": built.memory_estimate,
+        "peak_rss_bytes": memory.peak_rss_bytes(),
         "jit_compile": cfg.train.jit_compile,
         "strategy": runtime.placement.name,
         "replicas": runtime.placement.replicas,
@@ -774,6 +780,8 @@ def _train(start: _Start, options: TrainOptions, deadline: Any) -> dict[str, Any
     import_tensorflow()  # heavy imports only once the config is known to be valid
     cfg, started = start.cfg, time.perf_counter()
     runtime = _setup_runtime(cfg)
+    # Synthetic data is refused before it is generated when it (or its model) cannot fit.
+    memory.check_before_data(cfg, runtime.precision, runtime.placement.devices)
     data = _prepare_data(cfg, start)
     built = _build_and_compile(cfg, runtime, data)
     if deadline is not None:

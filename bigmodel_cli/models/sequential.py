@@ -5,7 +5,10 @@ the one a person would write by hand. The single exception, which changes no
 parameter, is `dtype="float32"` on the last layer when it gives none, so predictions
 and the loss stay float32 under mixed precision (as the presets' output layer does).
 Preset-only keys (`dropout`, `activation`, `regularization`, ...) are errors here
-rather than silently ignored.
+rather than silently ignored. Any error Keras raises making or stacking a layer (a
+TypeError, a shape error, TensorFlow's InvalidArgumentError for `Softmax axis: 99`) is
+the config's, reported as `model.layers.N` with Keras's message; so is a fractional
+number Keras would silently truncate (`Dense units: 1.5` would become 1 unit).
 """
 
 from __future__ import annotations
@@ -70,6 +73,23 @@ def _unresolved_names(kwargs: dict) -> list[str]:
     return bad
 
 
+def _truncated(kwargs: dict, layer: keras.layers.Layer) -> list[str]:
+    """Fractional arguments the layer turned into integers without a word."""
+    config = layer.get_config()
+    bad = []
+    for key, given in kwargs.items():
+        values = given if isinstance(given, list) else [given]
+        if not any(isinstance(v, float) and not v.is_integer() for v in values):
+            continue
+        kept = config.get(key)
+        kept = list(kept) if isinstance(kept, list | tuple) else [kept]
+        if not any(isinstance(v, float) and not v.is_integer() for v in kept):
+            bad.append(
+                f"{key}: {given!r} is not a whole number (Keras would use {config.get(key)!r})"
+            )
+    return bad
+
+
 def _make_layers(cfg: Config) -> list[keras.layers.Layer]:
     """Every layer of the list, with every constructor error reported at once."""
     specs = cfg.model.layers
@@ -87,9 +107,12 @@ def _make_layers(cfg: Config) -> list[keras.layers.Layer]:
         if index == len(specs) - 1:
             kwargs.setdefault("dtype", "float32")
         try:
-            made.append(getattr(keras.layers, kind)(**kwargs))
-        except (TypeError, ValueError) as err:
+            layer = getattr(keras.layers, kind)(**kwargs)
+        except Exception as err:  # noqa: BLE001 - whatever Keras raises is about this layer
             problems.append(f"model.layers.{index}: {kind}: {common.keras_message(err)}")
+            continue
+        problems += [f"model.layers.{index}: {kind}: {text}" for text in _truncated(kwargs, layer)]
+        made.append(layer)
     if problems:
         raise ConfigError(problems)
     return made
@@ -128,7 +151,7 @@ def build_sequential(cfg: Config, spec: DataSpec) -> keras.Model:
     for index, layer in enumerate(layers):
         try:
             model.add(layer)
-        except (TypeError, ValueError) as err:
+        except Exception as err:  # noqa: BLE001 - shape and op errors name this layer
             kind = cfg.model.layers[index]["type"]
             message = common.keras_message(err)
             raise ConfigError(f"model.layers.{index}: {kind}: {message}") from None
