@@ -7,8 +7,6 @@ files that expand when decoded also run in a child process whose peak memory is 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from hostile_files import (
     table,
     write_csv,
 )
+from peak_rss import run_measured
 from typer.testing import CliRunner
 
 from bigmodel_cli import data_limits
@@ -337,18 +336,11 @@ def test_evaluate_on_other_data_checks_its_values(csv_run, tmp_path):
 # === Memory: the expanding files in a process of their own ===================
 
 
-def peak_rss_of(args: list[str], tmp: Path) -> tuple[int, int, str]:
-    """(exit code, peak resident memory in bytes, output) of `bigmodel ARGS` in a child
-    process; os.wait4 gives that child's own peak, not the largest of every child."""
+def peak_rss_of(args: list[str]) -> tuple[int, int, str]:
+    """(exit code, peak resident memory in bytes, output) of `bigmodel ARGS` in a child."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    with open(tmp / "out.txt", "w+") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "bigmodel_cli.cli", *args], stdout=out, stderr=out, env=env
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        return child.returncode, usage.ru_maxrss * 1024, out.read()
+    run = run_measured(*args, env=env)
+    return run.returncode, run.peak_rss, run.stdout + run.stderr
 
 
 IN_A_CHILD = ["image_dir PNG of 144 megapixels", "tfrecord PNG of 144 megapixels",
@@ -360,7 +352,7 @@ def test_files_that_expand_are_refused_in_bounded_memory(name, tmp_path):
     """Before decoding: the child's peak memory stays under 2 GiB (TensorFlow itself takes
     ~0.8), where decoding the 144-megapixel PNG alone takes 2.4 GB."""
     (case,) = [case for case in CASES if case.name == name]
-    code, peak, output = peak_rss_of(["train", str(write_config(tmp_path, case))], tmp_path)
+    code, peak, output = peak_rss_of(["train", str(write_config(tmp_path, case))])
     assert code == 2, output
     assert "Traceback" not in output
     text = " ".join(output.split())

@@ -8,80 +8,17 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import CONFIGS, SHIPPED_CONFIGS, no_traceback
+from peak_rss import run_measured, status_field
 
 from bigmodel_cli import config_load, memory
 from bigmodel_cli.errors import UserError
 
 PEAK_LIMIT = 2e9  # the issue's bound for every refused config
-KILL_ABOVE = 4e9  # a regression must not take the shared machine down with it
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    peak_rss: int  # bytes: the process's own high-water mark (VmHWM)
-
-
-# The CLI, reporting its VmHWM as it exits. Not wait4's ru_maxrss: exec keeps the
-# parent's high-water mark, so every child of a test process holding TensorFlow would
-# seem to be that large.
-CLI = """
-import atexit, os, sys
-def report():
-    with open("/proc/self/status") as status:
-        peak = next(line.split()[1] for line in status if line.startswith("VmHWM"))
-    os.write(2, f"\\npeak-rss-kb: {peak}\\n".encode())
-atexit.register(report)
-sys.argv = ["bigmodel", *sys.argv[1:]]
-from bigmodel_cli.cli import main
-main()
-"""
-
-
-def run_measured(*args: str, timeout: float = 600) -> Run:
-    """Run `bigmodel ARGS...`; killed above KILL_ABOVE (watched every 50 ms)."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    output, watched = {}, 0
-    readers = [
-        threading.Thread(target=lambda n=n, f=f: output.__setitem__(n, f.read()))
-        for n, f in (("out", process.stdout), ("err", process.stderr))
-    ]
-    for reader in readers:
-        reader.start()
-    deadline = time.monotonic() + timeout
-    while process.poll() is None:
-        rss, peak = _status(process.pid, "VmRSS"), _status(process.pid, "VmHWM")
-        watched = max(watched, peak)
-        if rss > KILL_ABOVE or time.monotonic() > deadline:
-            process.kill()
-        time.sleep(0.05)
-    for reader in readers:
-        reader.join()
-    stderr, _, reported = output["err"].rpartition("\npeak-rss-kb: ")
-    if not reported.strip().isdigit():  # killed: what the watch saw
-        return Run(process.returncode, output["out"], output["err"], watched)
-    return Run(process.returncode, output["out"], stderr, int(reported) * 1024)
-
-
-def _status(pid: int, field: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field))
-    except (OSError, StopIteration, ValueError):
-        return 0
 
 
 # === Oversized configs: exit 2, the key named, a small process ================
@@ -210,12 +147,12 @@ def test_symbolic_model_allocates_nothing_for_a_huge_dense():
 
     cfg = config(["model.dense=[100000000]"])
     spec = DataSpec(task="classification", input_shape=(64,), num_classes=10)
-    before = _status(os.getpid(), "VmRSS")
+    before = status_field(os.getpid(), "VmRSS")
     with memory_layers.symbolic_model(cfg, spec) as model:
         params = model.count_params()
         costs = memory_layers.layer_costs(model, cfg, spec)
     assert params == 64 * 10**8 + 10**8 + 10**9 + 10  # the real model's exact count
-    assert _status(os.getpid(), "VmRSS") - before < 200e6  # its weights would be 30 GB
+    assert status_field(os.getpid(), "VmRSS") - before < 200e6  # its weights would be 30 GB
     assert {c.key for c in costs if c.kind == "weight"} == {"model.dense.0"}
 
 
