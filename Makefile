@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/ruff format --check bigmodel_cli tests bench
 
 docs: install
-	$(BIN)/python -m bigmodel_cli.reference README.md
+	$(BIN)/python -m bigmodel_cli.config.reference README.md
 
 format: install
 	$(BIN)/ruff check --fix bigmodel_cli tests bench

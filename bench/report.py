@@ -1,7 +1,7 @@
 """Render bench results as the README's Performance section (a Markdown table + notes).
 
 `python bench/run.py` rewrites the README between the markers below, the way
-`python -m bigmodel_cli.reference README.md` rewrites the config reference.
+`python -m bigmodel_cli.config.reference README.md` rewrites the config reference.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def bench_lm(repetitions: int, scratch: Path) -> dict:
                 f"  lm rep {rep + 1}: {precision:14s} {result['epoch_rate'][-1]:>8,.0f} tokens/s "
                 f"steady ({time.perf_counter() - started:.1f} s)"
             )
-    from bigmodel_cli.config_load import load_config  # no TensorFlow import
+    from bigmodel_cli.config.load import load_config  # no TensorFlow import
 
     cfg = load_config(LM_CONFIG)
     shape = {

@@ -41,7 +41,7 @@ class Workload:
 
 def load_workload(config_path: Path, overrides: list[str]) -> Workload:
     """The config's splits as NumPy arrays in the form the loss expects."""
-    from bigmodel_cli.config_load import load_config
+    from bigmodel_cli.config.load import load_config
     from bigmodel_cli.data import load_data
 
     cfg = load_config(config_path, overrides)

@@ -31,7 +31,7 @@ a time because the generators are shared variables.)
 
 from __future__ import annotations
 
-from bigmodel_cli.config_sections import AugmentConfig
+from bigmodel_cli.config.sections import AugmentConfig
 from bigmodel_cli.errors import ConfigError
 
 FILL_MODE = "nearest"

@@ -74,7 +74,7 @@ def train(
     json_: JsonOption = False,
 ) -> None:
     """Validate, build, train and save; prints the run directory."""
-    from bigmodel_cli import config_load
+    from bigmodel_cli.config import load as config_load
     from bigmodel_cli.training import TrainOptions
     from bigmodel_cli.training import train as run_training
 
@@ -236,7 +236,8 @@ def validate(
     ] = False,
 ) -> None:
     """Check the config; unless --no-build, build the model and show its size."""
-    from bigmodel_cli import config_load, memory
+    from bigmodel_cli import memory
+    from bigmodel_cli.config import load as config_load
 
     try:
         cfg = config_load.load_config(config, set_ or [])
@@ -402,7 +403,7 @@ def plot(
 @app.command()
 def schema() -> None:
     """Print the config's JSON Schema (for editors)."""
-    from bigmodel_cli.config_load import json_schema
+    from bigmodel_cli.config.load import json_schema
 
     console.print_json(json_schema())
 

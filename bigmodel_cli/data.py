@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config
+from bigmodel_cli.config.defaults import effective_loss, one_hot_labels
 from bigmodel_cli.data_sources import RawData, read_source
-from bigmodel_cli.defaults import effective_loss, one_hot_labels
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.spec import Arrays, DataBundle, DataSpec
 

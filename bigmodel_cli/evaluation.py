@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli import config_load, run_dir
+from bigmodel_cli import run_dir
 from bigmodel_cli.config import Config, LossConfig
+from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.spec import Arrays, DataSpec
 from bigmodel_cli.tfenv import import_tensorflow
@@ -124,7 +125,8 @@ def _trained_normalization(run: run_dir.RunDir) -> Any:
 
 def load_for_scoring(run: run_dir.RunDir, cfg: Config, spec: DataSpec) -> tuple[Any, Path]:
     """The run's best model, compiled with the config's loss and metrics."""
-    from bigmodel_cli import defaults, registry
+    from bigmodel_cli import registry
+    from bigmodel_cli.config import defaults
 
     loss_cfg = defaults.effective_loss(cfg, spec)
     model, path = load_run_model(run, cfg, spec)
@@ -157,7 +159,7 @@ def evaluate_run(
         raise UserError(f"{path}: not a run directory (no {run_dir.CONFIG})")
     cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli import defaults
+    from bigmodel_cli.config import defaults
 
     base_dir, normalization = run.root, None
     if data_config is not None:

@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli import config_load, run_dir
+from bigmodel_cli import run_dir
 from bigmodel_cli.config import Config
+from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.spec import DataSpec
 

@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli import config_load, run_dir
+from bigmodel_cli import run_dir
 from bigmodel_cli.config import Config
+from bigmodel_cli.config import load as config_load
 from bigmodel_cli.csv_source import cell_problem, listing, read_csv_table
 from bigmodel_cli.data_limits import MAX_PROBLEMS, array_value_problems, capped
 from bigmodel_cli.errors import DataError, UserError
@@ -347,7 +348,7 @@ def predict_run(path: Path, inputs: list[Path]) -> Iterator[dict[str, Any]]:
     from bigmodel_cli.tfenv import import_tensorflow
 
     import_tensorflow()
-    from bigmodel_cli import defaults
+    from bigmodel_cli.config import defaults
     from bigmodel_cli.evaluation import load_run_model
 
     trained = open_run(path)

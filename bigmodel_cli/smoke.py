@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bigmodel_cli import config_load
 from bigmodel_cli.config import DataConfig
+from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
 
 # Enough for 10%/10% splits to be non-empty and two batches to train on; smaller

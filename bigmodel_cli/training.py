@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli import backup, config_load, console, faults, memory, run_dir
+from bigmodel_cli import backup, console, faults, memory, run_dir
 from bigmodel_cli.config import Config
+from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import ConfigError, Interrupted, TrainingFailed, UserError
 from bigmodel_cli.tfenv import import_tensorflow
 
@@ -334,7 +335,7 @@ def _setup_runtime(cfg: Config) -> Runtime:
 
 def _prepare_data(cfg: Config, start: _Start) -> Prepared:
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli import defaults
+    from bigmodel_cli.config import defaults
 
     # A resumed run reuses its own vocabulary rather than learning it again.
     saved_vocabulary = run_dir.read_vocabulary(start.run) if start.run is not None else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bigmodel_cli.config_load import load_config
+from bigmodel_cli.config.load import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

@@ -78,7 +78,7 @@ def test_metrics_csv_has_one_row_per_epoch(mlp_run: Path):
 
 
 def test_resolved_config_reloads_to_the_same_config(mlp_run: Path):
-    from bigmodel_cli.config_load import load_config
+    from bigmodel_cli.config.load import load_config
 
     reloaded = load_config(mlp_run / "config.yaml")
     assert reloaded.train.epochs == 3

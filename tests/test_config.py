@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, SHIPPED_CONFIGS, no_traceback
 
 from bigmodel_cli.cli import app
-from bigmodel_cli.config_load import ConfigError, load_config
+from bigmodel_cli.config.load import ConfigError, load_config
 
 MINIMAL = {"name": "t", "model": {"type": "mlp", "dense": [8]}}
 
@@ -294,7 +294,7 @@ def test_train_refuses_unreadable_config(runner, tmp_path, text, phrase):
 
 
 def test_readme_reference_matches_the_schema():
-    from bigmodel_cli.reference import markdown
+    from bigmodel_cli.config.reference import markdown
 
     readme = (REPO / "README.md").read_text()
     section = readme.split("<!-- reference:start -->\n")[1].split("\n<!-- reference:end -->")[0]
@@ -305,7 +305,7 @@ def test_readme_reference_matches_the_schema():
 def test_resolved_config_reloads(path: Path, tmp_path: Path):
     """A run's config.yaml spells out every default; it must load back to the same config
     (evaluate and --resume read it)."""
-    from bigmodel_cli.config_load import dump_config
+    from bigmodel_cli.config.load import dump_config
 
     cfg = load_config(path)
     copy = tmp_path / "config.yaml"

@@ -315,7 +315,7 @@ def test_skip_rows_past_the_end_is_an_empty_file(tmp_path):
 
 
 def test_header_keys_are_csv_only_and_target_may_be_0():
-    from bigmodel_cli.config_load import ConfigError, config_from_mapping
+    from bigmodel_cli.config.load import ConfigError, config_from_mapping
 
     model = {"type": "mlp"}
     cfg = config_from_mapping(

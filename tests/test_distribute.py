@@ -121,7 +121,7 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from bigmodel_cli.config_load import load_config
+from bigmodel_cli.config.load import load_config
 from bigmodel_cli.training import TrainOptions, train
 path, out = sys.argv[1], sys.argv[2]
 results = {}

@@ -37,7 +37,7 @@ from typer.testing import CliRunner
 
 from bigmodel_cli import config as schema
 from bigmodel_cli.cli import app
-from bigmodel_cli.layer_allowlist import ALLOWED_LAYERS
+from bigmodel_cli.config.allowlist import ALLOWED_LAYERS
 
 RUNNER = CliRunner()
 CASE = Path(tempfile.mkdtemp(prefix="bigmodel-fuzz-")) / "case"  # emptied for every input

@@ -176,7 +176,8 @@ def test_multibyte_characters_are_streamed_whole():
 def test_cached_decoder_matches_the_model_on_random_weights():
     """Sinusoidal positions, a softmax output, dropout, max_length past the data's length:
     the cached scores equal the full model's at every step, across a slide."""
-    from bigmodel_cli import config_load, distribution
+    from bigmodel_cli import distribution
+    from bigmodel_cli.config import load as config_load
     from bigmodel_cli.generation import CachedDecoder, FullDecoder, language_model_spec
     from bigmodel_cli.models import build_model
     from bigmodel_cli.tfenv import import_tensorflow

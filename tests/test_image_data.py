@@ -17,7 +17,7 @@ from data_helpers import make_cfg, problems
 
 from bigmodel_cli.augment import augment_batches
 from bigmodel_cli.cli import app
-from bigmodel_cli.config_sections import AugmentConfig
+from bigmodel_cli.config.sections import AugmentConfig
 from bigmodel_cli.data import layout_shape, load_data, make_dataset
 from bigmodel_cli.errors import ConfigError, DataError
 from bigmodel_cli.image_folder import load_images, read_image_dir

@@ -15,7 +15,8 @@ import pytest
 from conftest import CONFIGS, SHIPPED_CONFIGS, no_traceback
 from peak_rss import run_measured, status_field
 
-from bigmodel_cli import config_load, memory
+from bigmodel_cli import memory
+from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
 
 PEAK_LIMIT = 2e9  # the bound for every refused config
@@ -229,7 +230,7 @@ def test_every_allowed_layer_builds_symbolically_as_keras_builds_it():
     from tensorflow.python.framework import config as tf_config
 
     from bigmodel_cli import memory_layers
-    from bigmodel_cli.layer_allowlist import ALLOWED_LAYERS
+    from bigmodel_cli.config.allowlist import ALLOWED_LAYERS
     from bigmodel_cli.models import build_model
 
     assert set(LAYER_SAMPLES) == ALLOWED_LAYERS

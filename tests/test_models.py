@@ -15,7 +15,7 @@ from conftest import CONFIGS  # noqa: E402
 
 from bigmodel_cli import registry  # noqa: E402
 from bigmodel_cli.config import Config  # noqa: E402
-from bigmodel_cli.config_load import config_from_mapping, load_config  # noqa: E402
+from bigmodel_cli.config.load import config_from_mapping, load_config  # noqa: E402
 from bigmodel_cli.errors import ConfigError  # noqa: E402
 from bigmodel_cli.layers import PositionEncoding, TokenAndPositionEmbedding  # noqa: E402
 from bigmodel_cli.models import BUILDERS, build_model  # noqa: E402

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from bigmodel_cli import config as schema_models
 from bigmodel_cli.cli import app
-from bigmodel_cli.config_load import ConfigError, config_from_mapping, read_yaml_mapping
+from bigmodel_cli.config.load import ConfigError, config_from_mapping, read_yaml_mapping
 
 RUNNER = CliRunner()
 
@@ -92,7 +92,7 @@ def test_a_base_child_passes_the_schema_as_written(case, write_config):
     child = write_config({"base": str(CONFIGS / parent), **overrides})
     document = read_yaml_mapping(child)
     assert schema_problems(document) == []
-    from bigmodel_cli.config_load import load_config
+    from bigmodel_cli.config.load import load_config
 
     load_config(child)  # and the loader accepts it once merged
 
@@ -278,7 +278,7 @@ def test_the_schema_and_the_loader_agree(document):
 def test_yaml_numbers_are_read_as_json_reads_them(write_config):
     """`1e-3` is a number in YAML 1.2 and in editors (PyYAML alone reads a string), and a
     whole `3.0` is the integer 3 (JSON cannot tell them apart); strings stay strings."""
-    from bigmodel_cli.config_load import load_config
+    from bigmodel_cli.config.load import load_config
 
     path = write_config(
         "model: {type: mlp, dense: [8.0]}\noptimizer: {learning_rate: 1e-3}\ntrain: {epochs: 3.0}\n"

@@ -14,7 +14,7 @@ from data_helpers import make_cfg, problems
 
 from bigmodel_cli import text_tokens
 from bigmodel_cli.cli import app
-from bigmodel_cli.config_load import load_config
+from bigmodel_cli.config.load import load_config
 from bigmodel_cli.data import load_data
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.text_corpus import deal_documents, pack

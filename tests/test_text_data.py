@@ -221,7 +221,7 @@ def test_word_run_beats_chance_and_saves_the_training_vocabulary(word_run: Path,
     summary = json.loads((word_run / "summary.json").read_text())
     assert summary["test"]["accuracy"] > 0.7  # chance is 1/3
     saved = json.loads((word_run / "vocabulary.json").read_text())
-    from bigmodel_cli.config_load import load_config
+    from bigmodel_cli.config.load import load_config
 
     cfg = load_config(word_run / "config.yaml")
     bundle = load_data(cfg, word_run)
@@ -241,7 +241,7 @@ def test_evaluate_reproduces_the_test_score(runner, word_run: Path):
 
 def test_predict_encodes_raw_text_with_the_training_vocabulary(runner, word_run, tmp_path):
     from bigmodel_cli import run_dir
-    from bigmodel_cli.config_load import load_config
+    from bigmodel_cli.config.load import load_config
 
     cfg = load_config(word_run / "config.yaml")
     saved = text_tokens.vocabulary_from_json(run_dir.read_vocabulary(run_dir.RunDir(word_run)))

@@ -122,7 +122,7 @@ def test_a_config_without_a_tune_section_exits_2(runner, tmp_path):
 
 def _new_study(folder: Path, document: dict):
     """A tune directory as a search leaves it before its first trial."""
-    from bigmodel_cli.config_load import config_from_mapping
+    from bigmodel_cli.config.load import config_from_mapping
     from bigmodel_cli.experiments import search, space, tune_dir
 
     cfg = config_from_mapping(document)
@@ -155,7 +155,7 @@ def _proposals(seed: int, sampler: str, numbers: range, space_: dict = SPACE) ->
     """What the search's sampler proposes for trials `numbers` of a fresh in-memory study."""
     import optuna
 
-    from bigmodel_cli.config_load import config_from_mapping
+    from bigmodel_cli.config.load import config_from_mapping
     from bigmodel_cli.experiments import search, space
     from bigmodel_cli.experiments import trial as trial_lib
 
@@ -201,7 +201,7 @@ def test_a_trial_stopped_while_its_values_were_chosen_keeps_them_and_gets_the_re
 
 
 def test_a_grid_search_runs_each_combination_once():
-    from bigmodel_cli.config_load import config_from_mapping
+    from bigmodel_cli.config.load import config_from_mapping
     from bigmodel_cli.experiments.search import _target
 
     space = {"model.dense": {"choice": [[8], [16]]}, "data.batch_size": {"integer": [16, 18]}}
@@ -382,7 +382,7 @@ def test_a_pruned_trial_stops_after_its_epoch_is_committed(tmp_path, monkeypatch
     """The pruner's callback runs after the run's own: the epoch it stops at is in
     metrics.csv and in the backup, which `bigmodel train --resume` can finish from. And
     a trial leaves no custom gradient of its graphs in TensorFlow's global registry."""
-    from bigmodel_cli.config_load import config_from_mapping
+    from bigmodel_cli.config.load import config_from_mapping
     from bigmodel_cli.experiments import trial as trial_lib
 
     registered, release = [], trial_lib._release_memory

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli import config_load, console, run_dir
+from bigmodel_cli import console, run_dir
 from bigmodel_cli.config import Config
+from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import ConfigError, Interrupted, UserError
 from bigmodel_cli.experiments import report as report_lib
 from bigmodel_cli.experiments import space as space_lib
@@ -121,7 +122,7 @@ def _new_search(request: Request) -> Search:
 def _check_metric(cfg: Config, base_dir: Path) -> None:
     """`tune.metric` must be a column of metrics.csv, as early stopping's monitor."""
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli import defaults
+    from bigmodel_cli.config import defaults
     from bigmodel_cli.tfenv import import_tensorflow
 
     import_tensorflow()

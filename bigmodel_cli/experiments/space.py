@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bigmodel_cli import config_load
 from bigmodel_cli.config import SearchRange, TuneConfig
+from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import ConfigError
 
 # Sections a trial cannot change: the search itself, and where its trials are written.

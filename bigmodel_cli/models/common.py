@@ -19,8 +19,8 @@ import re
 
 import tf_keras as keras
 
-from bigmodel_cli import defaults, registry
-from bigmodel_cli.config import Config
+from bigmodel_cli import registry
+from bigmodel_cli.config import Config, defaults
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.spec import DataSpec
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from bigmodel_cli import defaults
-from bigmodel_cli.config import Config
+from bigmodel_cli.config import Config, defaults
+from bigmodel_cli.config.allowlist import ALLOWED_LAYERS
 from bigmodel_cli.errors import ConfigError
-from bigmodel_cli.layer_allowlist import ALLOWED_LAYERS
 from bigmodel_cli.models import common
 from bigmodel_cli.spec import DataSpec
 

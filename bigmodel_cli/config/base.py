@@ -56,7 +56,7 @@ OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear", "tanh", "relu", "softplus"
 
 
 class ConfigKeyError(ValueError):
-    """Semantic problems with keys of one section; `config_load` appends each key to the
+    """Semantic problems with keys of one section; `config.load` appends each key to the
     section's path, so every problem is reported as its own `dotted.key: message` line."""
 
     def __init__(self, key: str, message: str, more: list[tuple[str, str]] | None = None):

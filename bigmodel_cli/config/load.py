@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from bigmodel_cli.config import Config
-from bigmodel_cli.config_errors import did_you_mean, short, validation_problems  # noqa: F401
+from bigmodel_cli.config.messages import did_you_mean, short, validation_problems  # noqa: F401
+from bigmodel_cli.config.root import Config
 from bigmodel_cli.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -313,6 +313,6 @@ def dump_config(cfg: Config) -> str:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a config file, as `bigmodel schema` prints it."""
-    from bigmodel_cli.config_schema import json_schema as schema
+    from bigmodel_cli.config.json_schema import json_schema as schema
 
     return schema()

@@ -12,7 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bigmodel_cli.config import LEARNING_RATE_TAGS, MODEL_CLASSES, Config, ConfigKeyError
+from bigmodel_cli.config.base import ConfigKeyError
+from bigmodel_cli.config.model import MODEL_CLASSES
+from bigmodel_cli.config.optim import LEARNING_RATE_TAGS
+from bigmodel_cli.config.root import Config
 
 
 def _model_classes_in(annotation: Any) -> list[type[BaseModel]]:

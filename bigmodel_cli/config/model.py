@@ -10,7 +10,7 @@ from pydantic import (
     model_validator,
 )
 
-from bigmodel_cli.config_base import (
+from bigmodel_cli.config.base import (
     OUTPUT_ACTIVATIONS,
     Activation,
     ConfigKeyError,
@@ -168,7 +168,7 @@ class SequentialConfig(ModelCommon):
     @field_validator("layers")
     @classmethod
     def _layers_name_a_type(cls, layers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from bigmodel_cli.layer_allowlist import check_layer_spec
+        from bigmodel_cli.config.allowlist import check_layer_spec
 
         problems = [(str(i), p) for i, spec in enumerate(layers) if (p := check_layer_spec(spec))]
         if problems:

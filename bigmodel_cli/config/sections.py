@@ -1,5 +1,5 @@
 """Config sections for loss, regularization, train, distribute and output, and the parts
-of `data` (augmentation, tfrecord features) that `config_data.DataConfig` holds."""
+of `data` (augmentation, tfrecord features) that `config.data.DataConfig` holds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import (
     model_validator,
 )
 
-from bigmodel_cli.config_base import (
+from bigmodel_cli.config.base import (
     CLASSIFICATION_LOSSES,
     LOSSES,
     ConfigKeyError,

@@ -1,13 +1,5 @@
-"""The config schema: one strict pydantic model per section of the contract.
-
-The sections live in config_base/config_data/config_sections/config_model/config_optim by
-concern; this module assembles `Config` and re-exports every name, so callers import from
-here. `config_schema` turns them into the JSON Schema of a config file.
-
-Nothing here imports TensorFlow, so `bigmodel validate --no-build` and config errors
-answer instantly. Loading (YAML, `base:` inheritance, `--set` overrides) and turning
-pydantic's errors into `dotted.key: message` lines live in `config_load.py`.
-"""
+"""The whole config: `Config`, which assembles the sections and checks what one section
+says against another (a loss against the data, a model type against the source)."""
 
 from __future__ import annotations
 
@@ -19,61 +11,33 @@ from pydantic import (
     model_validator,
 )
 
-from bigmodel_cli.config_base import (
-    CLASSIFICATION_LOSSES,
+from bigmodel_cli.config.base import (
     LM_METRICS,
     LOSSES,
     METRICS,
-    OPTIMIZERS,
-    SCHEDULES,
     ConfigKeyError,
     Section,
 )
-from bigmodel_cli.config_data import (
+from bigmodel_cli.config.data import (
     MAX_SEQUENCE_LENGTH,
     SEQUENCE_SOURCES,
     SEQUENCE_TASKS,
     DataConfig,
 )
-from bigmodel_cli.config_model import (
-    MODEL_CLASSES,
-    CNNConfig,
-    ConvBlock,
-    MLPConfig,
-    ModelCommon,
+from bigmodel_cli.config.model import (
     ModelConfig,
-    RNNConfig,
-    SequentialConfig,
-    TransformerConfig,
 )
-from bigmodel_cli.config_optim import (
-    LEARNING_RATE_TAGS,
-    OPTIMIZER_ARGS,
+from bigmodel_cli.config.optim import (
     OptimizerConfig,
-    ScheduleConfig,
 )
-from bigmodel_cli.config_sections import (
-    CheckpointConfig,
+from bigmodel_cli.config.sections import (
     DistributeConfig,
-    EarlyStoppingConfig,
     LossConfig,
     OutputConfig,
     RegularizationConfig,
     TrainConfig,
 )
-from bigmodel_cli.config_tune import SearchRange, TuneConfig
-
-# Re-exported: callers import every schema name from here.
-__all__ = [
-    "CLASSIFICATION_LOSSES", "LEARNING_RATE_TAGS", "METRICS", "OPTIMIZER_ARGS", "MODEL_CLASSES",
-    "LOSSES", "OPTIMIZERS", "SCHEDULES", "CNNConfig", "CheckpointConfig",
-    "Config", "ConfigKeyError", "ConvBlock", "DataConfig", "DistributeConfig",
-    "EarlyStoppingConfig", "LossConfig", "MLPConfig", "ModelCommon", "ModelConfig",
-    "OptimizerConfig", "OutputConfig", "RNNConfig", "RegularizationConfig", "ScheduleConfig",
-    "SearchRange", "SequentialConfig", "TrainConfig", "TransformerConfig", "TuneConfig",
-    "is_language_model",
-]  # fmt: skip
-
+from bigmodel_cli.config.tune import TuneConfig
 
 # === the whole config ========================================================
 

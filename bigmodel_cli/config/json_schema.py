@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bigmodel_cli.config import Config, DataConfig
-from bigmodel_cli.config_data import SOURCE_KEYS, SOURCE_NEEDS, SOURCE_SPECIFIC_KEYS
-from bigmodel_cli.layer_allowlist import _REFUSED_ARGUMENTS, ALLOWED_LAYERS
+from bigmodel_cli.config.allowlist import _REFUSED_ARGUMENTS, ALLOWED_LAYERS
+from bigmodel_cli.config.data import SOURCE_KEYS, SOURCE_NEEDS, SOURCE_SPECIFIC_KEYS, DataConfig
+from bigmodel_cli.config.root import Config
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"  # what pydantic emits
 OVERRIDES = "Overrides"  # suffix of the lenient copy of each section in $defs
@@ -113,7 +113,7 @@ def _state_data_sources(data: dict[str, Any]) -> None:
 
 def _state_layer_allowlist(defs: dict[str, Any]) -> None:
     """Each `layers:` item names an allow-listed keras.layers class; its arguments are
-    plain values (layer_allowlist.check_layer_spec)."""
+    plain values (allowlist.check_layer_spec)."""
     defs["PlainValue"] = {
         "description": "A number, string, boolean, null, or a list of those.",
         "anyOf": [

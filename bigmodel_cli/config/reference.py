@@ -1,6 +1,6 @@
 """The README's config reference, generated from the schema so the two never drift.
 
-python -m bigmodel_cli.reference   # prints the Markdown tables
+python -m bigmodel_cli.config.reference   # prints the Markdown tables
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bigmodel_cli.config_base import ConfigKeyError, PositiveInt, Section
+from bigmodel_cli.config.base import ConfigKeyError, PositiveInt, Section
 
 RANGE_KINDS = ("uniform", "log_uniform", "integer", "choice")
 MAX_CHOICES = 1000

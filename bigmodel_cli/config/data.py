@@ -12,7 +12,7 @@ from pydantic import (
     model_validator,
 )
 
-from bigmodel_cli.config_base import (
+from bigmodel_cli.config.base import (
     MAX_INT,
     ConfigKeyError,
     DataSource,
@@ -20,7 +20,7 @@ from bigmodel_cli.config_base import (
     PositiveInt,
     Section,
 )
-from bigmodel_cli.config_sections import (
+from bigmodel_cli.config.sections import (
     MAX_IMAGE_SIDE,
     AugmentConfig,
     FeatureSpec,
@@ -32,7 +32,7 @@ SEQUENCE_SOURCES = ("text_dir", "text_corpus")
 SEQUENCE_TASKS = ("sequence", "language_model")
 
 # The keys each data.source reads (beyond the common ones); any other is an error. The
-# JSON Schema (config_schema.py) states the same rule from this table.
+# JSON Schema (json_schema.py) states the same rule from this table.
 SOURCE_KEYS: dict[str, set[str]] = {
     "synthetic": {"task", "examples", "features", "image_shape", "sequence_length",
                   "vocab_size", "classes", "noise", "augment"},

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bigmodel_cli.config import Config, LossConfig
+from bigmodel_cli.config.root import Config
+from bigmodel_cli.config.sections import LossConfig
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.spec import DataSpec
 

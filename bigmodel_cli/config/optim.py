@@ -11,7 +11,7 @@ from pydantic import (
     model_validator,
 )
 
-from bigmodel_cli.config_base import (
+from bigmodel_cli.config.base import (
     MAX_INT,
     OPTIMIZERS,
     SCHEDULES,
