@@ -139,7 +139,7 @@ def _text_lm_problem(cfg: Config, path: Path) -> str | None:
 def language_model_spec(cfg: Config, vocabulary) -> DataSpec:
     """The DataSpec `load_data` gives this config, without reading the corpus."""
     from bigmodel_cli.data import layout_shape
-    from bigmodel_cli.text_corpus import DEFAULT_SEQUENCE_LENGTH
+    from bigmodel_cli.data.sources.text_corpus import DEFAULT_SEQUENCE_LENGTH
 
     length = cfg.data.sequence_length or DEFAULT_SEQUENCE_LENGTH
     shape = layout_shape((length,), "tokens", cfg)
@@ -226,7 +226,7 @@ def load_language_model(path: Path) -> LanguageModel:
     problem = _text_lm_problem(cfg, path)
     if problem:
         raise UserError(problem)
-    from bigmodel_cli import text_tokens
+    from bigmodel_cli.data import text as text_tokens
 
     saved = run_dir.read_vocabulary(run)
     if saved is None:

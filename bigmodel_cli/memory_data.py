@@ -43,7 +43,11 @@ class Layout:
 
 
 def synthetic_layout(cfg: Config) -> Layout | None:
-    from bigmodel_cli.synthetic import DEFAULT_CLASSES, DEFAULT_SEQUENCE_LENGTH, DEFAULTS
+    from bigmodel_cli.data.sources.synthetic import (
+        DEFAULT_CLASSES,
+        DEFAULT_SEQUENCE_LENGTH,
+        DEFAULTS,
+    )
 
     data = cfg.data
     if data.source != "synthetic":
@@ -105,7 +109,7 @@ def synthetic_spec(cfg: Config) -> Any:
     """The DataSpec load_data will give synthetic data, made from zero examples (so
     nothing is generated), or None when the config and the data do not fit together."""
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli.data_sources import RawData
+    from bigmodel_cli.data.sources import RawData
 
     layout = synthetic_layout(cfg)
     if layout is None:

@@ -41,10 +41,10 @@ import numpy as np
 from bigmodel_cli import run_dir
 from bigmodel_cli.config import Config
 from bigmodel_cli.config import load as config_load
-from bigmodel_cli.csv_source import cell_problem, listing, read_csv_table
-from bigmodel_cli.data_limits import MAX_PROBLEMS, array_value_problems, capped
+from bigmodel_cli.data.limits import MAX_PROBLEMS, array_value_problems, capped
+from bigmodel_cli.data.npz_files import NpzArchive
+from bigmodel_cli.data.sources.csv_file import cell_problem, listing, read_csv_table
 from bigmodel_cli.errors import DataError, UserError
-from bigmodel_cli.npz_files import NpzArchive
 from bigmodel_cli.spec import DataSpec
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -101,7 +101,7 @@ def image_shape(trained: TrainedRun) -> tuple[int, int, int] | None:
     run was not trained on image files."""
     data = trained.cfg.data
     if data.source == "image_dir":
-        from bigmodel_cli.image_folder import image_shape as folder_image_shape
+        from bigmodel_cli.data.sources.image_dir import image_shape as folder_image_shape
 
         return folder_image_shape(trained.cfg)
     if data.source == "tfrecord":
@@ -284,8 +284,8 @@ def _read_npz(path: Path) -> tuple[np.ndarray, list[str]]:
 
 
 def _read_texts(trained: TrainedRun, paths: list[Path]) -> np.ndarray:
-    from bigmodel_cli.text_folder import encode_texts
-    from bigmodel_cli.text_tokens import vocabulary_from_json
+    from bigmodel_cli.data.sources.text_dir import encode_texts
+    from bigmodel_cli.data.text import vocabulary_from_json
 
     if trained.vocabulary is None:
         raise UserError(f"{trained.run.root}: no {run_dir.VOCABULARY}; cannot encode text")
@@ -313,7 +313,7 @@ def read_inputs(trained: TrainedRun, paths: list[Path]) -> list[tuple[np.ndarray
         group = [paths[i] for i in indices]
         names = [str(p) for p in group]
         if kind == "image":
-            from bigmodel_cli.image_folder import load_images
+            from bigmodel_cli.data.sources.image_dir import load_images
 
             # Decoded and resized as image_dir and tfrecord decode their images.
             raw = load_images(group, trained.cfg, image_shape(trained))

@@ -124,7 +124,7 @@ def _peer_lost_message(err: BaseException, resume_command: str, is_chief: bool) 
 def _absolute_paths(cfg: Config, base_dir: Path) -> Config:
     """The run's config.yaml must work from anywhere: make data.path and data.paths
     absolute (data.paths are glob patterns: see file_globs.anchored)."""
-    from bigmodel_cli.file_globs import anchored
+    from bigmodel_cli.data.files import anchored
 
     base = base_dir.resolve()
     update = {}

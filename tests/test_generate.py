@@ -13,8 +13,8 @@ from conftest import CONFIGS, no_traceback
 from typer.testing import CliRunner
 
 from bigmodel_cli.cli import app
+from bigmodel_cli.data.text import ByteVocabulary
 from bigmodel_cli.generation import LanguageModel, Sampler, check_options
-from bigmodel_cli.text_tokens import ByteVocabulary
 
 CONTEXT = 32  # data.sequence_length of the tiny language model
 

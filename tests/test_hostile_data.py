@@ -30,11 +30,11 @@ from hostile_files import (
 from peak_rss import run_measured
 from typer.testing import CliRunner
 
-from bigmodel_cli import data_limits
 from bigmodel_cli.cli import app
 from bigmodel_cli.config import Config
-from bigmodel_cli.csv_source import read_csv_source
+from bigmodel_cli.data import limits as data_limits
 from bigmodel_cli.data import load_data
+from bigmodel_cli.data.sources.csv_file import read_csv_source
 from bigmodel_cli.errors import DataError
 
 MLP = {"type": "mlp", "dense": [4]}

@@ -15,12 +15,12 @@ import tensorflow as tf
 from conftest import run_dir_of, train
 from data_helpers import make_cfg, problems
 
-from bigmodel_cli.augment import augment_batches
 from bigmodel_cli.cli import app
 from bigmodel_cli.config.sections import AugmentConfig
 from bigmodel_cli.data import layout_shape, load_data, make_dataset
+from bigmodel_cli.data.augment import augment_batches
+from bigmodel_cli.data.sources.image_dir import load_images, read_image_dir
 from bigmodel_cli.errors import ConfigError, DataError
-from bigmodel_cli.image_folder import load_images, read_image_dir
 
 SIZE = 12
 PATTERNS = ("horizontal", "vertical", "diagonal")
@@ -426,7 +426,7 @@ def test_an_image_size_beyond_the_limit_is_a_config_error(runner, tmp_path, writ
 def test_images_that_would_not_fit_in_memory_are_refused_before_decoding(
     runner, tmp_path, write_config, monkeypatch
 ):
-    from bigmodel_cli import image_folder
+    from bigmodel_cli.data.sources import image_dir as image_folder
 
     stripes_folder(tmp_path / "images", per_class=4)
     monkeypatch.setattr(image_folder, "_available_memory", lambda: 1_000_000)

@@ -312,9 +312,9 @@ def test_unreadable_inputs_exit_2_with_a_message(digits_run, tmp_path, make, mes
 
 def test_text_files_drop_a_bom_as_training_does(tmp_path):
     from bigmodel_cli.config import load as config_load
+    from bigmodel_cli.data.sources.text_dir import learn_vocabulary
     from bigmodel_cli.prediction import TrainedRun, read_inputs
     from bigmodel_cli.spec import DataSpec
-    from bigmodel_cli.text_folder import learn_vocabulary
 
     data = {"source": "text_dir", "path": "x", "sequence_length": 12, "tokenizer": "character"}
     model = {"type": "rnn", "units": [4], "embedding_dim": 4}

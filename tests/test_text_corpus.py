@@ -12,12 +12,12 @@ import pytest
 from conftest import no_traceback
 from data_helpers import make_cfg, problems
 
-from bigmodel_cli import text_tokens
 from bigmodel_cli.cli import app
 from bigmodel_cli.config.load import load_config
 from bigmodel_cli.data import load_data
+from bigmodel_cli.data import text as text_tokens
+from bigmodel_cli.data.sources.text_corpus import deal_documents, pack
 from bigmodel_cli.errors import DataError
-from bigmodel_cli.text_corpus import deal_documents, pack
 
 LM = {"type": "transformer", "task": "language_model", "d_model": 32, "num_heads": 2}
 

@@ -13,12 +13,12 @@ import pytest
 from conftest import run_dir_of, train
 from data_helpers import make_cfg, problems
 
-from bigmodel_cli import text_tokens
 from bigmodel_cli.cli import app
 from bigmodel_cli.data import load_data
+from bigmodel_cli.data import text as text_tokens
+from bigmodel_cli.data.sources.text_dir import encode_texts, read_text_dir, vectorize_splits
+from bigmodel_cli.data.text import BPEVocabulary, WordVocabulary, learn_bpe
 from bigmodel_cli.errors import DataError
-from bigmodel_cli.text_folder import encode_texts, read_text_dir, vectorize_splits
-from bigmodel_cli.text_tokens import BPEVocabulary, WordVocabulary, learn_bpe
 
 # Each class writes words from its own letters, so both words and characters tell the
 # classes apart; the filler words are shared by all of them.

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.data_limits import MAX_PROBLEMS, array_value_problems
-from bigmodel_cli.data_sources import RawData, from_arrays
-from bigmodel_cli.errors import DataError
-from bigmodel_cli.file_globs import expand_paths
-from bigmodel_cli.image_folder import (
+from bigmodel_cli.data.files import expand_paths
+from bigmodel_cli.data.image_headers import image_size_of_bytes
+from bigmodel_cli.data.limits import MAX_PROBLEMS, array_value_problems
+from bigmodel_cli.data.sources import RawData, from_arrays
+from bigmodel_cli.data.sources.image_dir import (
     DECODE_BATCH,
     DECODE_BYTES_PER_PIXEL,
     check_fits_in_memory,
@@ -35,7 +35,7 @@ from bigmodel_cli.image_folder import (
     op_message,
     parallel_calls,
 )
-from bigmodel_cli.image_headers import image_size_of_bytes
+from bigmodel_cli.errors import DataError
 
 MAX_RECORDS = 50_000_000
 

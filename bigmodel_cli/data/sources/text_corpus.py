@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config
+from bigmodel_cli.data.files import expand_paths
 from bigmodel_cli.errors import DataError
-from bigmodel_cli.file_globs import expand_paths
 
 DEFAULT_SEQUENCE_LENGTH = 256
 
@@ -94,7 +94,7 @@ def pack(ids: np.ndarray, sequence_length: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def learn_vocabulary(cfg: Config, train_documents: list[bytes]):
-    from bigmodel_cli import text_tokens
+    from bigmodel_cli.data import text as text_tokens
 
     if cfg.data.tokenizer == "bpe":
         return text_tokens.learn_bpe(train_documents, cfg.data.vocab_size or 1024)

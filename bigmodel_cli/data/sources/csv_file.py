@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config, DataConfig
-from bigmodel_cli.data_limits import FLOAT32_MAX, beyond_float32, capped
-from bigmodel_cli.data_sources import RawData
+from bigmodel_cli.data.limits import FLOAT32_MAX, beyond_float32, capped
+from bigmodel_cli.data.sources import RawData
+from bigmodel_cli.data.targets import encode_target, finite_number
 from bigmodel_cli.errors import DataError
-from bigmodel_cli.targets import encode_target, finite_number
 
 MAX_QUOTED = 60  # characters of a line quoted in a message
 MAX_LISTED = 30  # column names listed in a message

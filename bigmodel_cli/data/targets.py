@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.data_limits import FLOAT32_MAX, MAX_CLASS_LABEL, capped
+from bigmodel_cli.data.limits import FLOAT32_MAX, MAX_CLASS_LABEL, capped
 from bigmodel_cli.errors import DataError
 
 MAX_INFERRED_CLASSES = 50

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config, is_language_model
-from bigmodel_cli.data_limits import MAX_INFERRED_VOCAB, MAX_PROBLEMS, array_value_problems
+from bigmodel_cli.data.limits import MAX_INFERRED_VOCAB, MAX_PROBLEMS, array_value_problems
+from bigmodel_cli.data.npz_files import NpzArchive
+from bigmodel_cli.data.sources.synthetic import generate
+from bigmodel_cli.data.targets import encode_target
 from bigmodel_cli.errors import DataError
-from bigmodel_cli.npz_files import NpzArchive
-from bigmodel_cli.synthetic import generate
-from bigmodel_cli.targets import encode_target
 
 BUILTIN = {
     "digits": ("load_digits", "1797 8x8 grayscale images of handwritten digits, values 0..16"),
@@ -68,15 +68,15 @@ def read_source(cfg: Config, base_dir: Path) -> RawData:
         s = generate(cfg.data, cfg.seed)
         return RawData(s.x, s.y, s.task, s.kind, s.description, s.num_classes, None, s.vocab_size)
     if source == "image_dir":
-        from bigmodel_cli.image_folder import read_image_dir
+        from bigmodel_cli.data.sources.image_dir import read_image_dir
 
         return read_image_dir(cfg, base_dir)
     if source == "text_dir":
-        from bigmodel_cli.text_folder import read_text_dir
+        from bigmodel_cli.data.sources.text_dir import read_text_dir
 
         return read_text_dir(cfg, base_dir)
     if source == "tfrecord":
-        from bigmodel_cli.tfrecord import read_tfrecords
+        from bigmodel_cli.data.sources.tfrecord import read_tfrecords
 
         return read_tfrecords(cfg, base_dir)
     path = Path(cfg.data.path).expanduser()
@@ -86,7 +86,7 @@ def read_source(cfg: Config, base_dir: Path) -> RawData:
     if not path.is_file():
         raise DataError(f"data.path: {path}: not a file")
     if source == "csv":
-        from bigmodel_cli.csv_source import read_csv_source
+        from bigmodel_cli.data.sources.csv_file import read_csv_source
 
         return read_csv_source(path, cfg)
     return _npz(path, cfg)

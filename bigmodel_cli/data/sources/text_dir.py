@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.data_sources import RawData
+from bigmodel_cli.data.sources import RawData
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.spec import Arrays
 
@@ -105,7 +105,7 @@ def read_text_dir(cfg: Config, base_dir: Path) -> RawData:
 
 def learn_vocabulary(texts, cfg: Config):
     """The `word`/`character` vocabulary of `texts` (the training split's)."""
-    from bigmodel_cli.text_tokens import WordVocabulary
+    from bigmodel_cli.data.text import WordVocabulary
 
     max_tokens = cfg.data.max_tokens or DEFAULT_MAX_TOKENS
     if max_tokens < 3:
@@ -126,7 +126,7 @@ def vectorize_splits(
 ) -> tuple[dict[str, Arrays | None], object]:
     """Splits of strings -> splits of token ids, with the vocabulary learned from the
     training split (or restored from `vocabulary`, a trained run's JSON)."""
-    from bigmodel_cli.text_tokens import WordVocabulary, vocabulary_from_json
+    from bigmodel_cli.data.text import WordVocabulary, vocabulary_from_json
 
     if vocabulary is not None:
         words = vocabulary_from_json(vocabulary)

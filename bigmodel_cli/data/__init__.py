@@ -35,7 +35,7 @@ import numpy as np
 
 from bigmodel_cli.config import Config
 from bigmodel_cli.config.defaults import effective_loss, one_hot_labels
-from bigmodel_cli.data_sources import RawData, read_source
+from bigmodel_cli.data.sources import RawData, read_source
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.spec import Arrays, DataBundle, DataSpec
 
@@ -104,7 +104,7 @@ def load_data(
     test_split = 0.0 if raw.test is not None else cfg.data.test_split
     try:
         if raw.kind == "text":  # one string per example: ids come after the split
-            from bigmodel_cli.text_folder import sequence_length
+            from bigmodel_cli.data.sources.text_dir import sequence_length
 
             shape = layout_shape((sequence_length(cfg),), "tokens", cfg)
         else:
@@ -131,7 +131,7 @@ def load_data(
         splits["test"] = _file_test_split(raw.test, cfg)
     learned_vocabulary = None
     if raw.kind == "text":
-        from bigmodel_cli.text_folder import vectorize_splits
+        from bigmodel_cli.data.sources.text_dir import vectorize_splits
 
         # The vocabulary comes from the training split only (or the trained run's).
         splits, words = vectorize_splits(splits, cfg, vocabulary)
@@ -178,7 +178,8 @@ def _load_text_corpus(
     cfg: Config, base_dir: Path, vocabulary: dict | None, same_corpus: bool
 ) -> DataBundle:
     """`text_corpus` deals whole documents to the splits itself (see text_corpus.py)."""
-    from bigmodel_cli import text_corpus, text_tokens
+    from bigmodel_cli.data import text as text_tokens
+    from bigmodel_cli.data.sources import text_corpus
 
     given = text_tokens.vocabulary_from_json(vocabulary) if vocabulary else None
     if given is not None and given.kind not in ("byte", "bpe"):
@@ -518,7 +519,7 @@ def make_dataset(
         # After batching: one vectorized op per batch, and no (n, classes) copy in memory.
         ds = ds.map(lambda xb, yb: (xb, tf.one_hot(yb, depth)), num_parallel_calls=tf.data.AUTOTUNE)
     if training and cfg.data.augment is not None and cfg.data.augment.active:
-        from bigmodel_cli.augment import augment_batches
+        from bigmodel_cli.data.augment import augment_batches
 
         # Training batches only; where each batch sits in the stream seeds its transforms.
         first_batch = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bigmodel_cli import data_limits
+from bigmodel_cli.data import limits as data_limits
 from bigmodel_cli.errors import DataError
 
 NPY_MAGIC = b"\x93NUMPY"

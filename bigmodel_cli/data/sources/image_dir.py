@@ -46,11 +46,11 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.data_limits import MAX_PROBLEMS, MEMORY_SHARE, capped
-from bigmodel_cli.data_limits import available_memory as _available_memory
-from bigmodel_cli.data_sources import RawData
+from bigmodel_cli.data.image_headers import ImageSize, UnsupportedImage, image_size_of_file
+from bigmodel_cli.data.limits import MAX_PROBLEMS, MEMORY_SHARE, capped
+from bigmodel_cli.data.limits import available_memory as _available_memory
+from bigmodel_cli.data.sources import RawData
 from bigmodel_cli.errors import DataError
-from bigmodel_cli.image_headers import ImageSize, UnsupportedImage, image_size_of_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
