@@ -63,7 +63,7 @@ def timed(lm, prompt_ids: list[int], tokens: int, use_cache: bool) -> tuple[floa
 
 
 def measure(run: Path, tokens: int, repetitions: int, trained_here: bool) -> dict:
-    from bigmodel_cli.generation import load_language_model
+    from bigmodel_cli.inference.generate import load_language_model
     from bigmodel_cli.tfenv import import_tensorflow
 
     import_tensorflow()

@@ -129,7 +129,7 @@ def evaluate(
     json_: JsonOption = False,
 ) -> None:
     """Load the run's best model, score it on a split, write eval.json."""
-    from bigmodel_cli.evaluation import evaluate_run
+    from bigmodel_cli.inference.evaluate import evaluate_run
 
     try:
         result = evaluate_run(run_dir, split, data)
@@ -185,7 +185,7 @@ def generate(
 ) -> None:
     """Continue --prompt with a trained text language model; the prompt and the new text
     stream to stdout as tokens are chosen."""
-    from bigmodel_cli.generation import generate as generate_text
+    from bigmodel_cli.inference.generate import generate as generate_text
 
     try:
         pieces = generate_text(
@@ -217,7 +217,7 @@ def predict(
     """Run the trained model on new examples; one JSON line per example."""
     import json
 
-    from bigmodel_cli.prediction import predict_run
+    from bigmodel_cli.inference.predict import predict_run
 
     try:
         for result in predict_run(run_dir, inputs):
@@ -236,15 +236,15 @@ def validate(
     ] = False,
 ) -> None:
     """Check the config; unless --no-build, build the model and show its size."""
-    from bigmodel_cli import memory
     from bigmodel_cli.config import load as config_load
+    from bigmodel_cli.models import memory
 
     try:
         cfg = config_load.load_config(config, set_ or [])
         if no_build:
             result = {"valid": True, "name": cfg.name, "model_type": cfg.model.type}
         else:
-            from bigmodel_cli.model_summary import summarize
+            from bigmodel_cli.models.summary import summarize
 
             result = {"valid": True, **summarize(cfg, config.parent)}
     except UserError as err:
@@ -278,7 +278,7 @@ def smoke(
     ] = None,
 ) -> None:
     """Run every config briefly (tiny data, a few steps); one line each."""
-    from bigmodel_cli.smoke import run_smoke
+    from bigmodel_cli.training.smoke import run_smoke
 
     failures = total = 0
     try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from bigmodel_cli import keras_metrics, layers
+from bigmodel_cli import layers
+from bigmodel_cli import metrics as keras_metrics
 from bigmodel_cli.config import (
     OPTIMIZER_ARGS,
     LossConfig,

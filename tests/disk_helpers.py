@@ -84,11 +84,12 @@ def free_bytes(disk: Path) -> int:
 
 class FillBefore:
     """Fill `disk` just before the `nth` write of a file named `target` (through
-    bigmodel_cli.storage), or when training reaches the named point `point:NAME`
+    bigmodel_cli.run_dir.storage), or when training reaches the named point `point:NAME`
     (bigmodel_cli.faults), so that write meets a real ENOSPC from the kernel."""
 
     def __init__(self, monkeypatch, disk: Path, target: str, nth: int = 1):
-        from bigmodel_cli import faults, run_dir, storage
+        from bigmodel_cli import faults, run_dir
+        from bigmodel_cli.run_dir import storage
 
         self.disk, self.target, self.nth, self.seen = disk, target, nth, 0
         self.filled = False

@@ -11,8 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tf_keras as keras  # noqa: E402
 
 from bigmodel_cli.config import Config  # noqa: E402
-from bigmodel_cli.flops import flops_per_example  # noqa: E402
 from bigmodel_cli.models import build_model  # noqa: E402
+from bigmodel_cli.models.flops import flops_per_example  # noqa: E402
 from bigmodel_cli.spec import DataSpec  # noqa: E402
 
 

@@ -102,7 +102,8 @@ def assert_intact(run: Path) -> int:
     digest, loadable), no temporary file; returns the backup's sequence number."""
     import tf_keras as keras
 
-    from bigmodel_cli import backup, run_dir
+    from bigmodel_cli import run_dir
+    from bigmodel_cli.training import backup
 
     commit = backup.read_commit(run / "checkpoints" / "backup", config=run / "config.yaml")
     assert commit is not None and commit.checkpoint is not None

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from bigmodel_cli.cli import app
 from bigmodel_cli.data.text import ByteVocabulary
-from bigmodel_cli.generation import LanguageModel, Sampler, check_options
+from bigmodel_cli.inference.generate import LanguageModel, Sampler, check_options
 
 CONTEXT = 32  # data.sequence_length of the tiny language model
 
@@ -80,7 +80,7 @@ def lm_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lm(lm_run: Path) -> LanguageModel:
-    from bigmodel_cli.generation import load_language_model
+    from bigmodel_cli.inference.generate import load_language_model
 
     return load_language_model(lm_run)
 
@@ -124,8 +124,8 @@ def test_a_tiny_temperature_is_greedy():
 
 def test_the_decoder_is_built_before_the_first_piece(tmp_path: Path, monkeypatch):
     """A model the cached decoder cannot read fails at the call, before any output."""
-    from bigmodel_cli import generation
     from bigmodel_cli.errors import UserError
+    from bigmodel_cli.inference import generate as generation
 
     class Unreadable:
         def encode_prompt(self, prompt):
@@ -178,7 +178,7 @@ def test_cached_decoder_matches_the_model_on_random_weights():
     the cached scores equal the full model's at every step, across a slide."""
     from bigmodel_cli import distribution
     from bigmodel_cli.config import load as config_load
-    from bigmodel_cli.generation import CachedDecoder, FullDecoder, language_model_spec
+    from bigmodel_cli.inference.generate import CachedDecoder, FullDecoder, language_model_spec
     from bigmodel_cli.models import build_model
     from bigmodel_cli.tfenv import import_tensorflow
 
@@ -241,7 +241,7 @@ def test_top_k_one_is_greedy(lm: LanguageModel):
 
 @pytest.mark.slow
 def test_cli_streams_the_prompt_and_new_text(lm_run: Path):
-    from bigmodel_cli.generation import generate
+    from bigmodel_cli.inference.generate import generate
 
     pieces = generate(lm_run, "def f1(x):", max_tokens=20, temperature=0)
     assert len(next(pieces).encode()) == 1  # one byte token at a time, as it is chosen

@@ -349,8 +349,8 @@ def test_vit_keeps_images_as_images_and_counts_patch_flops():
     import tf_keras as keras
 
     from bigmodel_cli.config import Config
-    from bigmodel_cli.flops import flops_per_example
     from bigmodel_cli.models import build_model
+    from bigmodel_cli.models.flops import flops_per_example
 
     cfg = Config.model_validate({"data": {"source": "digits"}, "model": VIT})
     assert layout_shape((8, 8, 1), "image", cfg) == (8, 8, 1)

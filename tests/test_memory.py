@@ -15,9 +15,9 @@ import pytest
 from conftest import CONFIGS, SHIPPED_CONFIGS, no_traceback
 from peak_rss import run_measured, status_field
 
-from bigmodel_cli import memory
 from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
+from bigmodel_cli.models import memory
 
 PEAK_LIMIT = 2e9  # the bound for every refused config
 
@@ -143,7 +143,7 @@ def config(overrides: list[str], name: str = "digits_mlp.yaml"):
 
 
 def test_symbolic_model_allocates_nothing_for_a_huge_dense():
-    from bigmodel_cli import memory_layers
+    from bigmodel_cli.models import memory_layers
     from bigmodel_cli.spec import DataSpec
 
     cfg = config(["model.dense=[100000000]"])
@@ -162,7 +162,7 @@ def test_layers_made_before_a_symbolic_build_still_work():
     import numpy as np
     import tf_keras as keras
 
-    from bigmodel_cli import memory_layers
+    from bigmodel_cli.models import memory_layers
     from bigmodel_cli.spec import DataSpec
 
     layer = keras.layers.Conv2D(2, 3)
@@ -229,9 +229,8 @@ def test_every_allowed_layer_builds_symbolically_as_keras_builds_it():
     import tf_keras as keras
     from tensorflow.python.framework import config as tf_config
 
-    from bigmodel_cli import memory_layers
     from bigmodel_cli.config.allowlist import ALLOWED_LAYERS
-    from bigmodel_cli.models import build_model
+    from bigmodel_cli.models import build_model, memory_layers
 
     assert set(LAYER_SAMPLES) == ALLOWED_LAYERS
     specs = _specs()
@@ -308,7 +307,7 @@ def test_on_gpus_the_model_is_held_per_device_and_the_data_by_the_host():
 
 def test_synthetic_spec_is_the_one_load_data_gives():
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli import memory_data
+    from bigmodel_cli.models import memory_data
 
     for name, overrides in [
         ("transformer_lm.yaml", []),

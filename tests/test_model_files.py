@@ -69,7 +69,7 @@ def trained_run(tmp: Path, data: dict, model: dict) -> Path:
 
 
 def bigmodel_probabilities(run: Path, inputs: Path) -> np.ndarray:
-    from bigmodel_cli.prediction import predict_run
+    from bigmodel_cli.inference.predict import predict_run
 
     # Each row maps class names to probabilities (rounded to 6 places), in class order.
     return np.array([list(row["probabilities"].values()) for row in predict_run(run, [inputs])])

@@ -234,7 +234,7 @@ def test_images_are_refused_by_a_run_trained_on_arrays(digits_run, tmp_path):
 
 def test_image_shape_comes_from_the_training_decoding():
     from bigmodel_cli.config import load as config_load
-    from bigmodel_cli.prediction import TrainedRun, image_shape
+    from bigmodel_cli.inference.predict import TrainedRun, image_shape
     from bigmodel_cli.spec import DataSpec
 
     def shape_of(data: dict, model: dict):
@@ -313,7 +313,7 @@ def test_unreadable_inputs_exit_2_with_a_message(digits_run, tmp_path, make, mes
 def test_text_files_drop_a_bom_as_training_does(tmp_path):
     from bigmodel_cli.config import load as config_load
     from bigmodel_cli.data.sources.text_dir import learn_vocabulary
-    from bigmodel_cli.prediction import TrainedRun, read_inputs
+    from bigmodel_cli.inference.predict import TrainedRun, read_inputs
     from bigmodel_cli.spec import DataSpec
 
     data = {"source": "text_dir", "path": "x", "sequence_length": 12, "tokenizer": "character"}

@@ -15,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from bigmodel_cli import keras_metrics, registry  # noqa: E402
+from bigmodel_cli import metrics as keras_metrics  # noqa: E402
+from bigmodel_cli import registry  # noqa: E402
 from bigmodel_cli.config import (  # noqa: E402
     LOSSES,
     METRICS,

@@ -82,7 +82,7 @@ def wait_for(process: subprocess.Popen, out: Path, ready) -> Path:
 
 
 def resume_position(run: Path) -> tuple[int, int]:
-    from bigmodel_cli.backup import read_commit
+    from bigmodel_cli.training.backup import read_commit
 
     position = read_commit(run / "checkpoints" / "backup").position
     return position.epoch, position.step
@@ -269,7 +269,7 @@ SAVE_LOOP = """
 import sys
 from pathlib import Path
 import tf_keras as keras
-from bigmodel_cli.callbacks import save_model_atomically
+from bigmodel_cli.training.callbacks import save_model_atomically
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(512), keras.layers.Dense(10)])
 path = Path(sys.argv[1])
 save_model_atomically(model, path)

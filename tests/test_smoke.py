@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_text_corpus import write_documents
 
-from bigmodel_cli import smoke
 from bigmodel_cli.cli import app
+from bigmodel_cli.training import smoke
 
 MLP = {"type": "mlp", "dense": [8]}
 LM = {"type": "transformer", "task": "language_model", "d_model": 16, "num_heads": 2}

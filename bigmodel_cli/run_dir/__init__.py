@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bigmodel_cli.errors import UserError
-from bigmodel_cli.run_lock import LOCK, locked  # noqa: F401 - one trainer per run
-from bigmodel_cli.storage import (  # noqa: F401 - the run's writers, re-exported
+from bigmodel_cli.run_dir.lock import LOCK, locked  # noqa: F401 - one trainer per run
+from bigmodel_cli.run_dir.storage import (  # noqa: F401 - the run's writers, re-exported
     StorageError,
     append_text,
     atomic_write,

@@ -21,10 +21,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bigmodel_cli import faults, run_dir
-from bigmodel_cli.backup import BackupWriter, Commit, Position
 from bigmodel_cli.console import EpochProgress
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.layers import LayersModel
+from bigmodel_cli.training.backup import BackupWriter, Commit, Position
 
 
 def current_learning_rate(model: keras.Model) -> float:

@@ -233,7 +233,7 @@ def load_language_model(path: Path) -> LanguageModel:
         raise UserError(f"{path}: no {run_dir.VOCABULARY}; the run's tokens cannot be turned "
                         "into text (was it trained by an older bigmodel?)")  # fmt: skip
     vocabulary = text_tokens.vocabulary_from_json(saved)
-    from bigmodel_cli.evaluation import load_run_model
+    from bigmodel_cli.inference.evaluate import load_run_model
 
     model, model_path = load_run_model(run, cfg, language_model_spec(cfg, vocabulary))
     return LanguageModel(model, vocabulary, model_path)

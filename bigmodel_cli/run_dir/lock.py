@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bigmodel_cli.errors import UserError
-from bigmodel_cli.storage import StorageError, file_mode, file_system_reason
+from bigmodel_cli.run_dir.storage import StorageError, file_mode, file_system_reason
 
 
 class _Run(Protocol):

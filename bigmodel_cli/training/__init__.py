@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bigmodel_cli import backup, console, faults, memory, run_dir
+from bigmodel_cli import console, faults, run_dir
 from bigmodel_cli.config import Config
 from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import ConfigError, Interrupted, TrainingFailed, UserError
+from bigmodel_cli.models import memory
 from bigmodel_cli.tfenv import import_tensorflow
+from bigmodel_cli.training import backup
 
 LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "perplexity")
 
@@ -367,8 +369,8 @@ def _build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
     import tf_keras as keras
 
     from bigmodel_cli import distribution, registry
-    from bigmodel_cli.flops import flops_per_example
     from bigmodel_cli.models import build_model
+    from bigmodel_cli.models.flops import flops_per_example
     from bigmodel_cli.performance import auto_steps_per_execution
 
     placement = runtime.placement
@@ -464,12 +466,12 @@ def _build_callbacks(
     """Every callback of the run, in the one order that is right (see the comments)."""
     import tf_keras as keras
 
-    from bigmodel_cli import callbacks as cb
     from bigmodel_cli.performance import (
         MAX_SECONDS_PER_EXECUTION,
         TRAIN_FLOPS_PER_FORWARD,
         peak_flops,
     )
+    from bigmodel_cli.training import callbacks as cb
 
     run, spec, state = claimed.run, data.spec, start.state
     monitor = "val_loss" if data.val_ds is not None else "loss"
@@ -610,7 +612,7 @@ def _resume_note(cfg: Config, start: _Start, data: Prepared) -> None:
 def _fit(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, data: Prepared,
          built: Built, callbacks: Callbacks) -> None:  # fmt: skip
     """Train (or, when the backup says training ended, only finish it)."""
-    from bigmodel_cli import callbacks as cb
+    from bigmodel_cli.training import callbacks as cb
 
     run, model = claimed.run, built.model
     resume_command = f"bigmodel train --resume {shlex.quote(str(run.root))}"
@@ -682,9 +684,9 @@ def _summarize(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, d
     `--resume` finish them."""
     import tf_keras as keras
 
-    from bigmodel_cli import callbacks as cb
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli.evaluation import score_saved_model
+    from bigmodel_cli.inference.evaluate import score_saved_model
+    from bigmodel_cli.training import callbacks as cb
 
     run, model, spec = claimed.run, built.model, data.spec
     faults.point("before_model_save")

@@ -349,7 +349,7 @@ def predict_run(path: Path, inputs: list[Path]) -> Iterator[dict[str, Any]]:
 
     import_tensorflow()
     from bigmodel_cli.config import defaults
-    from bigmodel_cli.evaluation import load_run_model
+    from bigmodel_cli.inference.evaluate import load_run_model
 
     trained = open_run(path)
     spec = trained.spec

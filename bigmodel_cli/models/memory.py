@@ -176,7 +176,7 @@ def check_before_data(
     """Exit 2 (ConfigError) before reading or generating data, when what the config
     says about it already cannot fit: synthetic data is known from its counts, so its
     model is estimated too (an example of 100,000 tokens fits, its attention may not)."""
-    from bigmodel_cli import memory_data
+    from bigmodel_cli.models import memory_data
 
     part = memory_data.synthetic_data(cfg)
     room = host_available()
@@ -278,7 +278,7 @@ def measured_model(cfg: Config, spec: Any, bundle: Any, precision: str = "float3
                    devices: list[str] | None = None) -> Iterator[tuple[Any, Estimate]]:  # fmt: skip
     """The config's model built symbolically (nothing allocated) and its estimate; a
     ConfigError (exit 2) naming the keys responsible when it does not fit."""
-    from bigmodel_cli import memory_data, memory_layers
+    from bigmodel_cli.models import memory_data, memory_layers
 
     _refuse_before_building(cfg, spec, memory_layers)
     with memory_layers.symbolic_model(cfg, spec, precision) as model:

@@ -29,9 +29,9 @@ def summarize(cfg: Config, base_dir: Path) -> dict[str, Any]:
     import tf_keras as keras
 
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli import memory
     from bigmodel_cli.config import defaults
-    from bigmodel_cli.flops import flops_per_example
+    from bigmodel_cli.models import memory
+    from bigmodel_cli.models.flops import flops_per_example
 
     memory.check_before_data(cfg, _precision(cfg))  # before a synthetic example exists
     bundle = data_lib.load_data(cfg, base_dir)
