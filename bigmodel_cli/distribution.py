@@ -16,7 +16,12 @@ from typing import Any
 from bigmodel_cli.config import DistributeConfig
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.rendezvous import wait_for_cluster
-from bigmodel_cli.tfenv import import_tensorflow, quiet_native_logs, write_to_real_stderr
+from bigmodel_cli.tfenv import (
+    import_keras,
+    import_tensorflow,
+    quiet_native_logs,
+    write_to_real_stderr,
+)
 
 
 @dataclass
@@ -255,6 +260,6 @@ def prefers_bf16(requested: str, placement: Placement, flops_per_example: int,
 
 
 def set_precision(policy: str) -> None:
-    import tf_keras as keras
+    keras = import_keras()
 
     keras.mixed_precision.set_global_policy(policy)

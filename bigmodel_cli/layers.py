@@ -12,8 +12,12 @@ never imported bigmodel: see that class.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
-import tf_keras as keras
+
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
+
+tf = import_tensorflow()
+keras = import_keras()
+
 
 POSITIONAL = ("sinusoidal", "learned")
 

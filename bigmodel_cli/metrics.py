@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 
-import tensorflow as tf
-import tf_keras as keras
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
+
+tf = import_tensorflow()
+keras = import_keras()
+
 
 SCORES = ("precision", "recall", "f1")
 AVERAGES = ("macro", "binary")

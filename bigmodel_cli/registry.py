@@ -8,9 +8,6 @@ the objects listed below.
 
 from __future__ import annotations
 
-import tensorflow as tf
-import tf_keras as keras
-
 from bigmodel_cli import layers
 from bigmodel_cli import metrics as keras_metrics
 from bigmodel_cli.config import (
@@ -22,6 +19,10 @@ from bigmodel_cli.config import (
 )
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
+
+tf = import_tensorflow()
+keras = import_keras()
 
 OPTIMIZERS = {
     "sgd": keras.optimizers.SGD,

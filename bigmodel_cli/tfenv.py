@@ -6,6 +6,10 @@ silenced unless `--verbose`. TF 2.21 writes some of them through absl before its
 level is read, so `TF_CPP_MIN_LOG_LEVEL` alone does not stop them: while TensorFlow
 imports and initializes its devices, file descriptor 2 points at /dev/null. Every
 command goes through `import_tensorflow()` before touching anything that imports TF.
+
+This is the one module that imports `tensorflow` and `tf_keras` (ruff's banned-api rule
+holds every other module to `import_tensorflow()` / `import_keras()`), so the quieting,
+and `TF_USE_LEGACY_KERAS=1` from the package's `__init__`, always come first.
 """
 
 from __future__ import annotations
@@ -85,3 +89,9 @@ def import_tensorflow() -> ModuleType:
         warnings.filterwarnings("ignore", module=r"tf_keras.*")
         warnings.filterwarnings("ignore", module=r"tensorflow.*")
     return tf
+
+
+def import_keras() -> ModuleType:
+    """tf_keras, the Keras every module uses (imported quietly with TensorFlow)."""
+    import_tensorflow()
+    return sys.modules["tf_keras"]

@@ -38,6 +38,7 @@ from bigmodel_cli.config.defaults import effective_loss, one_hot_labels
 from bigmodel_cli.data.sources import RawData, read_source
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.spec import Arrays, DataBundle, DataSpec
+from bigmodel_cli.tfenv import import_tensorflow
 
 FLOAT_KINDS = ("tabular", "image", "sequence", "volume")
 ONE_HOT_IN_MEMORY_MAX = 1 << 24  # labels as float32: 64 MB
@@ -450,7 +451,7 @@ def _epoch_stream(x: np.ndarray, y: np.ndarray, cfg: Config, start: tuple[int, i
     seeded by (seed, epoch), so any position of the stream is reached without reading
     what comes before it, and a resumed run sees the batches an uninterrupted run would.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     first_epoch, first_step = start
     n, batch_size, shuffle = len(x), cfg.data.batch_size, cfg.data.shuffle
@@ -491,7 +492,7 @@ def make_dataset(
     skipped: a run resumed at any step sees exactly the batches an uninterrupted run would.
     Give `fit` a `steps_per_epoch` with it.
     """
-    import tensorflow as tf  # here, not at import: loading and validating stay light
+    tf = import_tensorflow()  # here, not at import: loading and validating stay light
 
     x = arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
     loss = effective_loss(cfg, spec)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from bigmodel_cli.config.sections import AugmentConfig
 from bigmodel_cli.errors import ConfigError
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
 
 FILL_MODE = "nearest"
 SEED_STRIDE = 7919  # layer k draws from seed + k * SEED_STRIDE: independent streams
@@ -41,7 +42,7 @@ SEED_STRIDE = 7919  # layer k draws from seed + k * SEED_STRIDE: independent str
 def augment_batches(ds, cfg: AugmentConfig, seed: int, first_batch: int = 0):
     """`ds` of (images, labels) batches with `cfg`'s random transformations applied;
     `first_batch` is the position of `ds`'s first batch in the training stream."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     images = ds.element_spec[0]
     if images.shape.rank != 4:
@@ -83,7 +84,7 @@ def augment_batches(ds, cfg: AugmentConfig, seed: int, first_batch: int = 0):
 
 def augment_layers(cfg: AugmentConfig, seed: int):
     """The active geometric transformations as a `keras.Sequential` (may be empty)."""
-    import tf_keras as keras
+    keras = import_keras()
 
     layers = keras.layers
     # float32 whatever the global mixed-precision policy: the model's inputs are float32.

@@ -20,6 +20,7 @@ from bigmodel_cli import run_dir
 from bigmodel_cli.config import Config
 from bigmodel_cli.errors import TrainingFailed, UserError
 from bigmodel_cli.experiments.runs import read_rows
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
 
 
 class Pruned(Exception):  # noqa: N818 - raised to leave fit() after a committed epoch
@@ -98,7 +99,8 @@ def best_value(rows: list[dict[str, float]], metric: str, direction: str) -> flo
 
 
 def _gradient_registry() -> dict:
-    from tensorflow.python.framework import ops
+    import_tensorflow()  # loaded the one quiet way before reaching into its internals
+    from tensorflow.python.framework import ops  # noqa: TID251 - not in the public API
 
     return getattr(getattr(ops, "_gradient_registry", None), "_registry", {})
 
@@ -116,7 +118,7 @@ def _release_memory(before: set[str]) -> None:
     (tensorflow/tensorflow#97697; keras-team/tf-keras#898 proposes this same purge in
     clear_session). The trial's graphs are gone after clear_session, so are their uses.
     """
-    import tf_keras as keras
+    keras = import_keras()
 
     keras.backend.clear_session()
     registry = _gradient_registry()
@@ -127,7 +129,7 @@ def _release_memory(before: set[str]) -> None:
 
 def _reporter(trial: Any, metric: str, prune: bool) -> Any:
     """A Keras callback reporting each epoch's `metric` to `trial` (an optuna.Trial)."""
-    import tf_keras as keras
+    keras = import_keras()
 
     class Reporter(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -42,6 +42,7 @@ from bigmodel_cli.config import Config
 from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_tensorflow
 
 MASKED = -1e9  # what Keras's Softmax adds at masked positions (exp() of it is exactly 0)
 
@@ -301,7 +302,7 @@ class FullDecoder:
     length; causal attention keeps the padding out of earlier positions) for every token."""
 
     def __init__(self, model: Any, context: int):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self.context = context
         self.to_scores = _scores_from_output(model.get_layer("predictions"))
@@ -356,7 +357,7 @@ class CachedDecoder:
     """
 
     def __init__(self, model: Any, context: int):
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         self.context = context
         embedding = _layer(model, "embedding")
@@ -403,7 +404,7 @@ class CachedDecoder:
         """Hidden states `(1, m, d)` of `tokens` `(1, m)` at absolute `positions` `(m,)`;
         their keys and values are written to the cache, and each position attends to
         every cached position up to its own."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         x = self.token_embedding(tokens)
         x = x + tf.cast(tf.gather(self.positions, positions), x.dtype)[None]

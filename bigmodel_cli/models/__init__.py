@@ -8,8 +8,6 @@ so callers import it lazily.
 
 from __future__ import annotations
 
-import tf_keras as keras
-
 from bigmodel_cli.config import Config
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.models.cnn import build_cnn
@@ -18,6 +16,9 @@ from bigmodel_cli.models.rnn import build_rnn
 from bigmodel_cli.models.sequential import build_sequential
 from bigmodel_cli.models.transformer import build_transformer
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_keras
+
+keras = import_keras()
 
 BUILDERS = {
     "mlp": build_mlp,

@@ -9,12 +9,13 @@ shrink or pool to nothing; a valid pool wider than its map is a config error.
 
 from __future__ import annotations
 
-import tf_keras as keras
-
 from bigmodel_cli.config import Config, ConvBlock
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.models import common
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_keras
+
+keras = import_keras()
 
 # Spatial rank -> (convolution, max pooling, global average pooling).
 LAYERS_BY_RANK = {

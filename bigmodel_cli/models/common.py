@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 
-import tf_keras as keras
-
 from bigmodel_cli import registry
 from bigmodel_cli.config import Config, defaults
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_keras
+
+keras = import_keras()
 
 
 def model_name(cfg: Config) -> str:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 
-import tf_keras as keras
+from bigmodel_cli.tfenv import import_keras
+
+keras = import_keras()
 
 
 def flops_per_example(model: keras.Model) -> int:

@@ -46,6 +46,7 @@ from typing import Any
 
 from bigmodel_cli.config import Config
 from bigmodel_cli.errors import ConfigError, UserError
+from bigmodel_cli.tfenv import import_tensorflow
 
 WEIGHT_BYTES = 4
 WEIGHT_COPIES = 5  # fitted 4.75
@@ -155,8 +156,8 @@ def device_available(devices: list[str]) -> Available | None:
     if not gpus or os.environ.get("BIGMODEL_MEMORY_LIMIT"):
         return None
     try:
-        import tensorflow as tf
-        from tensorflow.python.client import device_lib
+        tf = import_tensorflow()
+        from tensorflow.python.client import device_lib  # noqa: TID251 - not in the public API
 
         limits = {d.name.split("device:")[-1]: d.memory_limit
                   for d in device_lib.list_local_devices() if d.device_type == "GPU"}  # fmt: skip

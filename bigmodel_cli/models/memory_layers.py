@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import tensorflow as tf
-import tf_keras as keras
-
 from bigmodel_cli.config import Config
 from bigmodel_cli.layers import PositionEncoding
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
+
+tf = import_tensorflow()
+keras = import_keras()
 
 WEIGHT_BYTES = 4  # variables stay float32 under mixed precision
 # Bytes per table entry while layers.sinusoid_table computes it (float64 angles, sine,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import tf_keras as keras
-
 from bigmodel_cli.config import Config
 from bigmodel_cli.models import common
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_keras
+
+keras = import_keras()
 
 
 def build_mlp(cfg: Config, spec: DataSpec) -> keras.Model:

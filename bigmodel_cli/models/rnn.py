@@ -8,13 +8,14 @@ step too, and the Dense layers and the output act per position (next-token logit
 
 from __future__ import annotations
 
-import tf_keras as keras
-
 from bigmodel_cli import registry
 from bigmodel_cli.config import Config
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.models import common
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_keras
+
+keras = import_keras()
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple": keras.layers.SimpleRNN}
 DEFAULT_EMBEDDING_DIM = 64

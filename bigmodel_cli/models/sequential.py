@@ -13,13 +13,14 @@ number Keras would silently truncate (`Dense units: 1.5` would become 1 unit).
 
 from __future__ import annotations
 
-import tf_keras as keras
-
 from bigmodel_cli.config import Config, defaults
 from bigmodel_cli.config.allowlist import ALLOWED_LAYERS
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.models import common
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_keras
+
+keras = import_keras()
 
 # ModelCommon keys that only the presets read.
 PRESET_KEYS = (

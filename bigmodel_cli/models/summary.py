@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.tfenv import import_tensorflow
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
 
 
 def _shape(shape: Any) -> list[int | None]:
@@ -26,7 +26,7 @@ def summarize(cfg: Config, base_dir: Path) -> dict[str, Any]:
     """Estimate the memory `cfg` needs (exit 2 when it cannot fit), then describe the
     model, built symbolically: validate allocates no weight, however large."""
     import_tensorflow()
-    import tf_keras as keras
+    keras = import_keras()
 
     from bigmodel_cli import data as data_lib
     from bigmodel_cli.config import defaults

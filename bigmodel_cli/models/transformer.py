@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import math
 
-import tf_keras as keras
-
 from bigmodel_cli import registry
 from bigmodel_cli.config import Config
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.layers import LayersModel, PositionEncoding, TokenAndPositionEmbedding
 from bigmodel_cli.models import common
 from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.tfenv import import_keras
+
+keras = import_keras()
 
 LAYER_NORM_EPSILON = 1e-5  # as GPT-2; Keras's 1e-3 is tuned for BatchNormalization
 

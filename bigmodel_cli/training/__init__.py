@@ -28,7 +28,7 @@ from bigmodel_cli.config import Config
 from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import ConfigError, Interrupted, TrainingFailed, UserError
 from bigmodel_cli.models import memory
-from bigmodel_cli.tfenv import import_tensorflow
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
 from bigmodel_cli.training import backup
 
 LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "perplexity")
@@ -102,7 +102,7 @@ def _check_fit(cfg: Config, spec: Any, n_train: int) -> None:
 
 def _peer_errors() -> tuple[type[BaseException], ...]:
     """The errors collectives raise when another worker is gone."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError)
 
@@ -187,7 +187,8 @@ def _environment(placement: Any, precision: str, options: TrainOptions) -> dict[
     import platform
 
     import numpy as np
-    import tf_keras as keras
+
+    keras = import_keras()
 
     from bigmodel_cli import __version__
 
@@ -312,7 +313,7 @@ class Claimed:
 
 
 def _setup_runtime(cfg: Config) -> Runtime:
-    import tf_keras as keras
+    keras = import_keras()
 
     from bigmodel_cli import distribution
 
@@ -329,7 +330,7 @@ def _setup_runtime(cfg: Config) -> Runtime:
     # the resume backup records, so a resumed run draws the masks the whole run would.
     keras.backend.experimental.enable_tf_random_generator()
     if cfg.train.deterministic:
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         tf.config.experimental.enable_op_determinism()
     return Runtime(placement, distribution.resolve_precision(cfg.train.mixed_precision, placement))
@@ -366,7 +367,7 @@ def _prepare_data(cfg: Config, start: _Start) -> Prepared:
 
 
 def _build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
-    import tf_keras as keras
+    keras = import_keras()
 
     from bigmodel_cli import distribution, registry
     from bigmodel_cli.models import build_model
@@ -464,7 +465,7 @@ def _build_callbacks(
     options: TrainOptions,
 ) -> Callbacks:  # fmt: skip
     """Every callback of the run, in the one order that is right (see the comments)."""
-    import tf_keras as keras
+    keras = import_keras()
 
     from bigmodel_cli.performance import (
         MAX_SECONDS_PER_EXECUTION,
@@ -682,7 +683,7 @@ def _summarize(cfg: Config, start: _Start, claimed: Claimed, runtime: Runtime, d
     """Save model.keras, score the test split, write summary.json, drop the backup: the
     backup stays until the final files are committed, so a kill in between only makes
     `--resume` finish them."""
-    import tf_keras as keras
+    keras = import_keras()
 
     from bigmodel_cli import data as data_lib
     from bigmodel_cli.inference.evaluate import score_saved_model

@@ -36,6 +36,7 @@ from bigmodel_cli.data.sources.image_dir import (
     parallel_calls,
 )
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.tfenv import import_tensorflow
 
 MAX_RECORDS = 50_000_000
 
@@ -48,7 +49,7 @@ def _parse_spec(tf, spec):
 
 
 def read_tfrecords(cfg: Config, base_dir: Path) -> RawData:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     data = cfg.data
     files = expand_paths(data.paths or [], base_dir)

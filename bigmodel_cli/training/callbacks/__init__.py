@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
-import tf_keras as keras
 
 from bigmodel_cli import faults, run_dir
 from bigmodel_cli.console import EpochProgress
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.layers import LayersModel
+from bigmodel_cli.tfenv import import_keras, import_tensorflow
 from bigmodel_cli.training.backup import BackupWriter, Commit, Position
+
+tf = import_tensorflow()
+keras = import_keras()
 
 
 def current_learning_rate(model: keras.Model) -> float:
