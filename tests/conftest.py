@@ -15,10 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # same cores, which halves what each measures) must not write the user's cache.
 os.environ["BIGMODEL_CACHE_DIR"] = tempfile.mkdtemp(prefix="bigmodel-test-cache-")
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "configs"
-SHIPPED_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
-
 
 @pytest.fixture
 def runner() -> CliRunner:
@@ -40,22 +36,3 @@ def write_config(tmp_path: Path):
         return path
 
     return write
-
-
-def no_traceback(text: str) -> bool:
-    return "Traceback" not in text
-
-
-def train(runner, config: Path, *args: str):
-    """`bigmodel train CONFIG ARGS...` through the CLI runner; never a traceback."""
-    from bigmodel_cli.cli import app
-
-    result = runner.invoke(app, ["train", str(config), *args])
-    assert no_traceback(result.output), result.output
-    return result
-
-
-def run_dir_of(result) -> Path:
-    """The run directory a successful `bigmodel train` printed last."""
-    assert result.exit_code == 0, result.output
-    return Path(result.stdout.strip().splitlines()[-1])

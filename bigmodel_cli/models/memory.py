@@ -27,7 +27,7 @@ for the model's part when training runs on GPUs. `BIGMODEL_MEMORY_LIMIT` (bytes,
 of 23 short training runs (the shipped configs and nine made to stress one term each:
 wide MLP, wide CNN, long attention, long LSTM, large synthetic data of every kind) on
 TF 2.21 CPU, float32; with the rounded constants below every one of them is estimated
-at 0.88-1.16x its measured peak. tests/test_memory.py holds the shipped configs to a
+at 0.88-1.16x its measured peak. tests/models/test_memory.py holds the shipped configs to a
 factor of 2.
 """
 

@@ -1,0 +1,1 @@
+"""bigmodel's tests, laid out as the package is."""

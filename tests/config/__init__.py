@@ -1,0 +1,1 @@
+"""Tests of bigmodel_cli/config: loading, validation, the JSON Schema, fuzzing."""

@@ -1,0 +1,1 @@
+"""Tests of bigmodel_cli/experiments: tune, runs, compare, plot."""

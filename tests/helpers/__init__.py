@@ -1,0 +1,32 @@
+"""Helpers the tests import (not fixtures: those live in conftest.py): the repository's
+paths, and training through the CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+CONFIGS = REPO / "configs"
+SHIPPED_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
+
+
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def no_traceback(text: str) -> bool:
+    return "Traceback" not in text
+
+
+def train(runner, config: Path, *args: str):
+    """`bigmodel train CONFIG ARGS...` through the CLI runner; never a traceback."""
+    from bigmodel_cli.cli import app
+
+    result = runner.invoke(app, ["train", str(config), *args])
+    assert no_traceback(result.output), result.output
+    return result
+
+
+def run_dir_of(result) -> Path:
+    """The run directory a successful `bigmodel train` printed last."""
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])

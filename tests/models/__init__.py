@@ -1,0 +1,1 @@
+"""Tests of bigmodel_cli/models and the registry: builders, FLOPs, memory, saved files."""
