@@ -3,6 +3,11 @@ resume. Each fixture is a real, tiny run, interrupted by SIGTERM, committed as i
 written by bigmodel 0.1 (commit 2065634): `run-0.1-completed` finished;
 `run-0.1-keras-backup` stopped by SIGTERM, its backup tf_keras's BackupAndRestore files
 with a manifest of their digests, its callback state in checkpoints/state.json.
+`run-0.2-completed` and `run-0.2-interrupted` were written by the flat layout before
+bigmodel_cli became packages (commit 9d77bea): the same config, the second stopped by
+SIGTERM at epoch 2, step 4 of 5, its backup bigmodel's own (manifest.json, the
+interrupted epoch's metric totals in carry-9.npz, early stopping's best weights), with
+`BIGMODEL_KILL_AT=backup_committed:8:TERM ... --set train.checkpoint.every_steps=1`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from tests.helpers import (
     no_traceback,
 )
 
-COMPLETED, INTERRUPTED = "run-0.1-completed", "run-0.1-keras-backup"
+COMPLETED_RUNS = ["run-0.1-completed", "run-0.2-completed"]
+INTERRUPTED_RUNS = ["run-0.1-keras-backup", "run-0.2-interrupted"]
 
 
 def copy_of(name: str, tmp_path: Path) -> Path:
@@ -30,7 +36,7 @@ def copy_of(name: str, tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.fixture(params=[COMPLETED, INTERRUPTED])
+@pytest.fixture(params=COMPLETED_RUNS + INTERRUPTED_RUNS)
 def old_run(request, tmp_path) -> Path:
     return copy_of(request.param, tmp_path)
 
@@ -53,16 +59,18 @@ def predicts(runner, run: Path, tmp_path: Path) -> None:
     assert len(lines) == 5 and all(len(line["probabilities"]) == 10 for line in lines)
 
 
-def test_an_old_completed_run_predicts_and_is_not_trained_again(runner, tmp_path):
-    run = copy_of(COMPLETED, tmp_path)
+@pytest.mark.parametrize("name", COMPLETED_RUNS)
+def test_an_old_completed_run_predicts_and_is_not_trained_again(runner, tmp_path, name):
+    run = copy_of(name, tmp_path)
     predicts(runner, run, tmp_path)
     again = runner.invoke(app, ["train", "--resume", str(run)])
     assert again.exit_code == 0 and "already finished" in again.stderr
 
 
 @pytest.mark.slow
-def test_an_old_interrupted_run_resumes_finishes_and_predicts(runner, tmp_path):
-    old_run = copy_of(INTERRUPTED, tmp_path)
+@pytest.mark.parametrize("name", INTERRUPTED_RUNS)
+def test_an_old_interrupted_run_resumes_finishes_and_predicts(runner, tmp_path, name):
+    old_run = copy_of(name, tmp_path)
     with open(old_run / "metrics.csv", newline="") as handle:
         done = len(list(csv.DictReader(handle)))
     result = runner.invoke(app, ["train", "--resume", str(old_run), "--json"])
