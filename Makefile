@@ -19,11 +19,15 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/bigmodel train $(CONFIG)
 
+# Two test processes (pytest-xdist), one per core, each taking whole files so a module's
+# fixtures run once; the slowest tests are listed at the end.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
+
 test: install
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow and not multiprocess"
+	$(PYTEST) -m "not slow and not multiprocess"
 
 smoke: install
 	$(BIN)/bigmodel smoke configs/

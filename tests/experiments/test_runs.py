@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from rich.console import Console
 
+from bigmodel_cli import console
 from bigmodel_cli.cli import app
 from tests.helpers import REPO, no_traceback
 
@@ -78,7 +80,17 @@ def backup_manifest(run: Path) -> None:
 
 
 def invoke(runner, *args: str):
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})  # tables on one line
+    """The command, its tables 200 columns wide so each row is one line. Through wide
+    consoles, not COLUMNS: rich reads COLUMNS once, when the console is made at import
+    (pytest-xdist's workers start with COLUMNS=80)."""
+    saved = (console.out, console.err)
+    console.use_consoles(
+        Console(width=200, soft_wrap=True), Console(stderr=True, width=200, soft_wrap=True)
+    )
+    try:
+        result = runner.invoke(app, list(args))
+    finally:
+        console.use_consoles(*saved)
     assert no_traceback(result.output), result.output
     return result
 
