@@ -89,6 +89,52 @@ def _default_warmup(cfg: ScheduleConfig, total_steps: int) -> int:
     return cfg.warmup_steps
 
 
+def _warmed_up(peak: float, after, warmup: int):
+    # Every schedule but cosine warms up through LinearWarmup; without warm-up a
+    # constant rate is a plain float.
+    if warmup:
+        return LinearWarmup(peak, warmup, after)
+    return peak if after is None else after
+
+
+def _cosine(cfg: ScheduleConfig, total_steps: int, warmup: int):
+    # Keras's CosineDecay warms up by itself.
+    decay_steps = cfg.decay_steps or max(1, total_steps - warmup)
+    if warmup == 0:
+        return keras.optimizers.schedules.CosineDecay(cfg.initial, decay_steps, cfg.alpha)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps, cfg.alpha, warmup_target=cfg.initial, warmup_steps=warmup
+    )
+
+
+def _exponential(cfg: ScheduleConfig, total_steps: int, warmup: int):
+    after = keras.optimizers.schedules.ExponentialDecay(
+        cfg.initial, cfg.decay_steps, cfg.decay_rate, staircase=cfg.staircase
+    )
+    return _warmed_up(cfg.initial, after, warmup)
+
+
+def _piecewise(cfg: ScheduleConfig, total_steps: int, warmup: int):
+    after = keras.optimizers.schedules.PiecewiseConstantDecay(
+        list(cfg.boundaries), list(cfg.values)
+    )
+    return _warmed_up(cfg.values[0], after, warmup)
+
+
+def _constant(cfg: ScheduleConfig, total_steps: int, warmup: int):
+    return _warmed_up(cfg.initial, None, warmup)
+
+
+# name -> builder(cfg, total_steps, warmup_steps); one entry per `schedule:` choice.
+SCHEDULES = {
+    "constant": _constant,
+    "exponential": _exponential,
+    "cosine": _cosine,
+    "warmup_cosine": _cosine,
+    "piecewise": _piecewise,
+}
+
+
 def build_schedule(
     cfg: ScheduleConfig, total_steps: int
 ) -> keras.optimizers.schedules.LearningRateSchedule | float:
@@ -97,31 +143,11 @@ def build_schedule(
     `total_steps` (optimizer updates over the whole run) is the default length of a
     cosine decay. A constant rate without warm-up is returned as a plain float.
     """
-    warmup = _default_warmup(cfg, total_steps)
-    if cfg.schedule in ("cosine", "warmup_cosine"):
-        decay_steps = cfg.decay_steps or max(1, total_steps - warmup)
-        if warmup == 0:
-            return keras.optimizers.schedules.CosineDecay(cfg.initial, decay_steps, cfg.alpha)
-        return keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps, cfg.alpha, warmup_target=cfg.initial, warmup_steps=warmup
-        )
-    if cfg.schedule == "exponential":
-        after = keras.optimizers.schedules.ExponentialDecay(
-            cfg.initial, cfg.decay_steps, cfg.decay_rate, staircase=cfg.staircase
-        )
-        peak = cfg.initial
-    elif cfg.schedule == "piecewise":
-        after = keras.optimizers.schedules.PiecewiseConstantDecay(
-            list(cfg.boundaries), list(cfg.values)
-        )
-        peak = cfg.values[0]
-    elif cfg.schedule == "constant":
-        after, peak = None, cfg.initial
-    else:  # the schema's Literal makes this unreachable; kept so a new name fails loudly
+    builder = SCHEDULES.get(cfg.schedule)
+    # The schema's Literal makes a miss unreachable; kept so a new name fails loudly.
+    if builder is None:
         raise ConfigError(f"optimizer.learning_rate.schedule: unknown {cfg.schedule!r}")
-    if warmup:
-        return LinearWarmup(peak, warmup, after)
-    return peak if after is None else after
+    return builder(cfg, total_steps, _default_warmup(cfg, total_steps))
 
 
 # === Optimizers ==============================================================
@@ -144,26 +170,34 @@ def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> keras.optimizers.
 # === Losses ==================================================================
 
 
+def _cross_entropy(loss_class):
+    return lambda cfg: loss_class(from_logits=cfg.from_logits, label_smoothing=cfg.label_smoothing)
+
+
+# name -> builder(LossConfig); one entry per `loss.name` choice, aliases included.
+LOSSES = {
+    "mse": lambda cfg: keras.losses.MeanSquaredError(),
+    "mean_squared_error": lambda cfg: keras.losses.MeanSquaredError(),
+    "mae": lambda cfg: keras.losses.MeanAbsoluteError(),
+    "mean_absolute_error": lambda cfg: keras.losses.MeanAbsoluteError(),
+    "huber": lambda cfg: (
+        keras.losses.Huber() if cfg.delta is None else keras.losses.Huber(cfg.delta)
+    ),
+    "binary_crossentropy": _cross_entropy(keras.losses.BinaryCrossentropy),
+    "categorical_crossentropy": _cross_entropy(keras.losses.CategoricalCrossentropy),
+    # tf_keras's sparse loss takes no label_smoothing (the schema refuses it).
+    "sparse_categorical_crossentropy": lambda cfg: keras.losses.SparseCategoricalCrossentropy(
+        from_logits=cfg.from_logits
+    ),
+}
+
+
 def build_loss(cfg: LossConfig) -> keras.losses.Loss:
     """The loss object named by `loss:`."""
-    name = cfg.name
-    if name in ("mse", "mean_squared_error"):
-        return keras.losses.MeanSquaredError()
-    if name in ("mae", "mean_absolute_error"):
-        return keras.losses.MeanAbsoluteError()
-    if name == "huber":
-        return keras.losses.Huber() if cfg.delta is None else keras.losses.Huber(cfg.delta)
-    if name == "binary_crossentropy":
-        return keras.losses.BinaryCrossentropy(
-            from_logits=cfg.from_logits, label_smoothing=cfg.label_smoothing
-        )
-    if name == "categorical_crossentropy":
-        return keras.losses.CategoricalCrossentropy(
-            from_logits=cfg.from_logits, label_smoothing=cfg.label_smoothing
-        )
-    if name == "sparse_categorical_crossentropy":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=cfg.from_logits)
-    raise ConfigError(f"loss.name: unknown loss {name!r}")
+    builder = LOSSES.get(cfg.name)
+    if builder is None:
+        raise ConfigError(f"loss.name: unknown loss {cfg.name!r}")
+    return builder(cfg)
 
 
 # === Metrics =================================================================

@@ -49,7 +49,7 @@ class Cost:
 def symbolic_model(cfg: Config, spec: Any, precision: str = "float32") -> Iterator[Any]:
     """The model `build_model` makes for `cfg`, in a scratch graph: nothing allocated."""
     from bigmodel_cli import distribution
-    from bigmodel_cli.models import build_model
+    from bigmodel_cli.models.build import build_model
 
     previous = keras.mixed_precision.global_policy()
     with _keras_classes_kept(), tf.Graph().as_default():

@@ -393,9 +393,8 @@ def test_scores_are_exact_under_a_distribution_strategy():
 
 @pytest.mark.slow
 def test_binary_run_scores_are_the_mean_of_evaluates_per_class_table(runner, write_config):
-    from conftest import run_dir_of, train
-
     from bigmodel_cli.cli import app
+    from tests.helpers import run_dir_of, train
 
     config = write_config(
         {
