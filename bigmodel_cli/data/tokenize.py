@@ -17,9 +17,14 @@ from __future__ import annotations
 import numpy as np
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.data import text as text_tokens
 from bigmodel_cli.data.defaults import TEXT_CORPUS_SEQUENCE_LENGTH, TEXT_DIR_SEQUENCE_LENGTH
 from bigmodel_cli.data.raw import DealtDocuments, RawData
+from bigmodel_cli.data.text import (
+    ByteVocabulary,
+    WordVocabulary,
+    learn_bpe,
+    vocabulary_from_json,
+)
 from bigmodel_cli.errors import DataError
 from bigmodel_cli.spec import Arrays
 
@@ -42,7 +47,7 @@ def learn_vocabulary(texts, cfg: Config):
             f"data.max_tokens: {max_tokens} leaves no id for a token (0 is padding, 1 out of "
             "vocabulary); use at least 3"
         )
-    return text_tokens.WordVocabulary.learn(texts, cfg.data.tokenizer or "word", max_tokens)
+    return WordVocabulary.learn(texts, cfg.data.tokenizer or "word", max_tokens)
 
 
 def encode_texts(texts: list[str], vocabulary, cfg: Config) -> np.ndarray:
@@ -56,8 +61,8 @@ def vectorize_splits(
     """Splits of strings -> splits of token ids, with the vocabulary learned from the
     training split (or restored from `vocabulary`, a trained run's JSON)."""
     if vocabulary is not None:
-        words = text_tokens.vocabulary_from_json(vocabulary)
-        if not isinstance(words, text_tokens.WordVocabulary):
+        words = vocabulary_from_json(vocabulary)
+        if not isinstance(words, WordVocabulary):
             raise DataError(
                 f"vocabulary.json: a {words.kind!r} vocabulary (text_corpus) cannot encode "
                 "text_dir data, which needs a 'word' or 'character' one"
@@ -86,8 +91,8 @@ def pack(ids: np.ndarray, sequence_length: int) -> tuple[np.ndarray, np.ndarray]
 
 def learn_corpus_vocabulary(cfg: Config, train_documents: list[bytes]):
     if cfg.data.tokenizer == "bpe":
-        return text_tokens.learn_bpe(train_documents, cfg.data.vocab_size or 1024)
-    return text_tokens.ByteVocabulary.learn(b"".join(train_documents))
+        return learn_bpe(train_documents, cfg.data.vocab_size or 1024)
+    return ByteVocabulary.learn(b"".join(train_documents))
 
 
 def encode_stream(vocabulary, documents: list[bytes]) -> np.ndarray:
@@ -101,7 +106,7 @@ def encode_stream(vocabulary, documents: list[bytes]) -> np.ndarray:
 
 def given_corpus_vocabulary(vocabulary: dict | None):
     """A trained run's vocabulary to encode a corpus with (byte or bpe), or None."""
-    given = text_tokens.vocabulary_from_json(vocabulary) if vocabulary else None
+    given = vocabulary_from_json(vocabulary) if vocabulary else None
     if given is not None and given.kind not in ("byte", "bpe"):
         raise DataError(
             f"data.source: text_corpus needs a byte or bpe vocabulary; the run's is "
