@@ -1,4 +1,5 @@
-"""`data.paths`: files named by glob patterns, for text_corpus and tfrecord."""
+"""The files a config names: `data.paths` (glob patterns, for text_corpus and tfrecord)
+and `data.path` (one file, for csv and npz)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import glob
 import sysconfig
 from pathlib import Path
 
+from bigmodel_cli.config import Config
 from bigmodel_cli.errors import DataError
 
 STDLIB = "{stdlib}"
@@ -39,3 +41,14 @@ def expand_paths(patterns: list[str], base_dir: Path) -> list[Path]:
     if problems:
         raise DataError(problems)
     return list(found)
+
+
+def data_file(cfg: Config, base_dir: Path) -> Path:
+    """`data.path` (csv, npz) resolved against `base_dir`; it must be an existing file."""
+    path = Path(cfg.data.path).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    if not path.exists():
+        raise DataError(f"data.path: {path}: no such file")
+    if not path.is_file():
+        raise DataError(f"data.path: {path}: not a file")
+    return path

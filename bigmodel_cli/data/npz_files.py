@@ -8,7 +8,7 @@ array is refused (exit 2, naming the file and the array) when:
 - the bytes its header declares (shape x item size) differ from the bytes the archive
   stores for it: the file is truncated or its header was edited;
 - the arrays to be loaded, with the float32 copies training makes of them, need more
-  than the data's share of the memory available (`data_limits.check_memory`).
+  than the data's share of the memory available (`limits.check_memory`).
 Only then is the data read (`allow_pickle=False`).
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bigmodel_cli.data import limits as data_limits
+from bigmodel_cli.data.limits import check_memory
 from bigmodel_cli.errors import DataError
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -137,7 +137,7 @@ class NpzArchive:
             raise DataError(problems)
         needed = sum(h.declared + h.values * COPY_BYTES_PER_VALUE for h in headers.values())
         shapes = ", ".join(f"{h.name} {h.shape} {h.dtype}" for h in headers.values())
-        data_limits.check_memory(
+        check_memory(
             needed,
             f"{self.where}: the arrays ({shapes})",
             "Use a smaller file (fewer examples), or a machine with more memory",

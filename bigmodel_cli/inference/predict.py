@@ -41,13 +41,13 @@ import numpy as np
 from bigmodel_cli import run_dir
 from bigmodel_cli.config import Config
 from bigmodel_cli.config import load as config_load
+from bigmodel_cli.data.images import IMAGE_SUFFIXES
 from bigmodel_cli.data.limits import MAX_PROBLEMS, array_value_problems, capped
 from bigmodel_cli.data.npz_files import NpzArchive
 from bigmodel_cli.data.sources.csv_file import cell_problem, listing, read_csv_table
 from bigmodel_cli.errors import DataError, UserError
 from bigmodel_cli.spec import DataSpec
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 KINDS = {**dict.fromkeys(IMAGE_SUFFIXES, "image"), ".txt": "text", ".csv": "csv", ".npz": "npz"}
 TUPLE_FIELDS = ("input_shape", "class_names", "token_bytes", "feature_names")  # JSON lists
 BATCH = 256

@@ -43,11 +43,8 @@ class Layout:
 
 
 def synthetic_layout(cfg: Config) -> Layout | None:
-    from bigmodel_cli.data.sources.synthetic import (
-        DEFAULT_CLASSES,
-        DEFAULT_SEQUENCE_LENGTH,
-        DEFAULTS,
-    )
+    from bigmodel_cli.data.defaults import SYNTHETIC_SEQUENCE_LENGTH
+    from bigmodel_cli.data.sources.synthetic import DEFAULT_CLASSES, DEFAULTS
 
     data = cfg.data
     if data.source != "synthetic":
@@ -55,7 +52,7 @@ def synthetic_layout(cfg: Config) -> Layout | None:
     task = data.task or "classification"
     n = data.examples or DEFAULTS["examples"]
     features = data.features if isinstance(data.features, int) else DEFAULTS["features"]
-    length = data.sequence_length or DEFAULT_SEQUENCE_LENGTH.get(task, 1)
+    length = data.sequence_length or SYNTHETIC_SEQUENCE_LENGTH.get(task, 1)
     classes = data.classes or DEFAULT_CLASSES.get(task)
     vocab = None
     if task in ("classification", "regression"):
@@ -109,7 +106,7 @@ def synthetic_spec(cfg: Config) -> Any:
     """The DataSpec load_data will give synthetic data, made from zero examples (so
     nothing is generated), or None when the config and the data do not fit together."""
     from bigmodel_cli import data as data_lib
-    from bigmodel_cli.data.sources import RawData
+    from bigmodel_cli.data.raw import RawData
 
     layout = synthetic_layout(cfg)
     if layout is None:
@@ -123,13 +120,19 @@ def synthetic_spec(cfg: Config) -> Any:
         else {"image": "image", "sequence": "sequence"}.get(layout.kind, "tabular")
     )
     raw = RawData(
-        x, np.empty(y_shape), layout.task, kind, "", layout.classes, None, layout.vocab_size
+        x=x,
+        y=np.empty(y_shape),
+        task=layout.task,
+        kind=kind,
+        description="",
+        num_classes=layout.classes,
+        vocab_size=layout.vocab_size,
     )
     try:
         shape = data_lib.layout_shape(layout.shape, kind, cfg)
     except UserError:
         return None
-    return data_lib._spec(raw, shape, cfg)  # load_data's own, on the same RawData fields
+    return data_lib.data_spec(raw, shape, cfg)  # load_data's own, on the same RawData fields
 
 
 def data_bytes(cfg: Config, bundle: Any) -> DataPart:

@@ -426,7 +426,7 @@ def test_an_image_size_beyond_the_limit_is_a_config_error(runner, tmp_path, writ
 def test_images_that_would_not_fit_in_memory_are_refused_before_decoding(
     runner, tmp_path, write_config, monkeypatch
 ):
-    from bigmodel_cli.data.sources import image_dir as image_folder
+    from bigmodel_cli.data import images as image_folder
 
     stripes_folder(tmp_path / "images", per_class=4)
     monkeypatch.setattr(image_folder, "_available_memory", lambda: 1_000_000)

@@ -14,7 +14,8 @@ from bigmodel_cli.cli import app
 from bigmodel_cli.config.load import load_config
 from bigmodel_cli.data import load_data
 from bigmodel_cli.data import text as text_tokens
-from bigmodel_cli.data.sources.text_corpus import deal_documents, pack
+from bigmodel_cli.data.sources.text_corpus import deal_documents
+from bigmodel_cli.data.tokenize import pack
 from bigmodel_cli.errors import DataError
 from tests.helpers import no_traceback
 from tests.helpers.data import make_cfg, problems

@@ -14,8 +14,9 @@ import pytest
 from bigmodel_cli.cli import app
 from bigmodel_cli.data import load_data
 from bigmodel_cli.data import text as text_tokens
-from bigmodel_cli.data.sources.text_dir import encode_texts, read_text_dir, vectorize_splits
+from bigmodel_cli.data.sources.text_dir import read_text_dir
 from bigmodel_cli.data.text import BPEVocabulary, WordVocabulary, learn_bpe
+from bigmodel_cli.data.tokenize import encode_texts, vectorize_splits
 from bigmodel_cli.errors import DataError
 from tests.helpers import run_dir_of, train
 from tests.helpers.data import make_cfg, problems

@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config, DataConfig
+from bigmodel_cli.data.files import data_file
 from bigmodel_cli.data.limits import FLOAT32_MAX, beyond_float32, capped
-from bigmodel_cli.data.sources import RawData
+from bigmodel_cli.data.raw import RawData
 from bigmodel_cli.data.targets import encode_target, finite_number
 from bigmodel_cli.errors import DataError
 
@@ -193,6 +194,11 @@ def target_column(table: CsvTable, target: str | int, path: Path) -> tuple[str |
     return None, problem
 
 
+def read_csv(cfg: Config, base_dir: Path) -> RawData:
+    """`data.source: csv`: the file `data.path` names (relative to `base_dir`)."""
+    return read_csv_source(data_file(cfg, base_dir), cfg)
+
+
 def read_csv_source(path: Path, cfg: Config) -> RawData:
     """`data.source: csv`: the feature columns as floats, the target as labels."""
     data = cfg.data
@@ -223,13 +229,13 @@ def read_csv_source(path: Path, cfg: Config) -> RawData:
     )
     description = f"csv {path}: {len(x)} rows, {len(features)} features, target {target!r}"
     return RawData(
-        x,
-        y,
-        task,
-        "tabular",
-        description,
-        len(names) if names else None,
-        names,
+        x=x,
+        y=y,
+        task=task,
+        kind="tabular",
+        description=description,
+        num_classes=len(names) if names else None,
+        class_names=names,
         notes=hint,
         feature_names=tuple(features),  # the columns of x, in order: predict reads by name
     )

@@ -25,10 +25,13 @@ No TensorFlow import: these are plain NumPy arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from bigmodel_cli.config import DataConfig
+from bigmodel_cli.config import Config, DataConfig
+from bigmodel_cli.data.defaults import SYNTHETIC_SEQUENCE_LENGTH as DEFAULT_SEQUENCE_LENGTH
+from bigmodel_cli.data.raw import RawData
 from bigmodel_cli.errors import DataError
 
 DEFAULTS = {
@@ -39,7 +42,6 @@ DEFAULTS = {
     "vocab_size": 64,
 }
 DEFAULT_CLASSES = {"classification": 3, "image": 4, "sequence": 2}
-DEFAULT_SEQUENCE_LENGTH = {"sequence": 32, "language_model": 64}
 
 # Keys each task reads; any other synthetic key set in the config is an error, so a config
 # never carries a setting that silently does nothing.
@@ -65,6 +67,20 @@ class Synthetic:
     num_classes: int | None
     vocab_size: int | None
     description: str
+
+
+def read_synthetic(cfg: Config, base_dir: Path) -> RawData:
+    """`data.source: synthetic`: the examples `generate` draws from `cfg.seed`."""
+    s = generate(cfg.data, cfg.seed)
+    return RawData(
+        x=s.x,
+        y=s.y,
+        task=s.task,
+        kind=s.kind,
+        description=s.description,
+        num_classes=s.num_classes,
+        vocab_size=s.vocab_size,
+    )
 
 
 def generate(data: DataConfig, seed: int) -> Synthetic:

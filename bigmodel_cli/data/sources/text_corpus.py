@@ -6,11 +6,8 @@ They are shuffled with `seed` and dealt, whole, to the test, validation and trai
 portions by `test_split` and `validation_split` of the bytes, so no document is in two
 portions and held-out text is text the model never saw.
 
-**Tokens**: the vocabulary (`byte` or `bpe`) is learned from the training portion only.
-Each portion is one stream, documents joined by an end-of-document token, cut into
-sequences of `sequence_length + 1` tokens: the inputs are the first `sequence_length`,
-the labels the same shifted by one. Sequences are packed across document boundaries (no
-padding); a trailing piece shorter than one sequence is dropped.
+**Tokens** (`data.tokenize`): the vocabulary (`byte` or `bpe`) is learned from the
+training portion only, and each portion becomes packed next-token sequences.
 """
 
 from __future__ import annotations
@@ -21,10 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config
+from bigmodel_cli.data.defaults import TEXT_CORPUS_SEQUENCE_LENGTH
 from bigmodel_cli.data.files import expand_paths
+from bigmodel_cli.data.raw import DealtDocuments
 from bigmodel_cli.errors import DataError
 
-DEFAULT_SEQUENCE_LENGTH = 256
+DEFAULT_SEQUENCE_LENGTH = TEXT_CORPUS_SEQUENCE_LENGTH  # the name inference.generate reads
 
 
 def read_documents(files: list[Path], max_bytes: int | None) -> list[bytes]:
@@ -83,73 +82,20 @@ def deal_documents(
     return portions
 
 
-def pack(ids: np.ndarray, sequence_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, next-token labels), each (n, sequence_length), from one token stream."""
-    n = (len(ids) - 1) // sequence_length
-    if n < 1:
-        return np.zeros((0, sequence_length), np.int64), np.zeros((0, sequence_length), np.int64)
-    x = ids[: n * sequence_length].reshape(n, sequence_length)
-    y = ids[1 : n * sequence_length + 1].reshape(n, sequence_length)
-    return x, y
-
-
-def learn_vocabulary(cfg: Config, train_documents: list[bytes]):
-    from bigmodel_cli.data import text as text_tokens
-
-    if cfg.data.tokenizer == "bpe":
-        return text_tokens.learn_bpe(train_documents, cfg.data.vocab_size or 1024)
-    return text_tokens.ByteVocabulary.learn(b"".join(train_documents))
-
-
-def encode_stream(vocabulary, documents: list[bytes]) -> np.ndarray:
-    """One stream of ids: each document followed by the end-of-document token."""
-    eod = np.asarray([vocabulary.end_of_document], np.int64)
-    parts = []
-    for doc in documents:
-        parts += [vocabulary.encode_bytes(doc, strict=False), eod]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
-def read_text_corpus(cfg: Config, base_dir: Path, vocabulary=None):
-    """Packed (x, y) token sequences per portion, the vocabulary and bytes per token.
-
-    `vocabulary` (a trained run's) replaces learning one from the training portion.
-    """
+def read_text_corpus(cfg: Config, base_dir: Path) -> DealtDocuments:
+    """The documents `data.paths` matches, dealt whole to the splits."""
     data = cfg.data
-    length = data.sequence_length or DEFAULT_SEQUENCE_LENGTH
     files = expand_paths(data.paths or [], base_dir)
     documents = read_documents(files, data.max_bytes)
     total = sum(len(d) for d in documents)
     if total == 0:
         raise DataError(f"data.paths: the {len(files)} matched file(s) are empty")
-    portions = deal_documents(documents, data.validation_split, data.test_split, cfg.seed)
-    vocabulary = vocabulary or learn_vocabulary(cfg, portions["train"])
-    splits, problems = {}, []
-    for name, docs in portions.items():
-        ids = encode_stream(vocabulary, docs)
-        x, y = pack(ids, length)
-        if docs and len(x) == 0:
-            problems.append(
-                f"data: the {name} portion of the corpus has {len(ids)} tokens, fewer than "
-                f"one sequence of data.sequence_length + 1 = {length + 1}; use more text, a "
-                f"larger {name}_split, or a shorter sequence_length"
-                if name != "train"
-                else f"data: the corpus ({total:,} bytes in {len(files)} file(s)) gives "
-                f"{len(ids)} training tokens, fewer than one sequence of "
-                f"data.sequence_length + 1 = {length + 1}; use more text or a shorter "
-                f"sequence_length"
-            )
-        splits[name] = (x, y, ids)
-    if problems:
-        raise DataError(problems)
-    measure = splits["validation"][2] if len(splits["validation"][0]) else splits["train"][2]
-    bytes_per_token = vocabulary.bytes_per_token(measure)
-    description = (
-        f"text corpus: {len(files)} file(s), {total:,} bytes, {vocabulary.kind} tokens "
-        f"(vocabulary {vocabulary.size}), sequences of {length}"
+    return DealtDocuments(
+        portions=deal_documents(documents, data.validation_split, data.test_split, cfg.seed),
+        files=len(files),
+        digest=corpus_digest(documents),
+        description=f"text corpus: {len(files)} file(s), {total:,} bytes",
     )
-    parts = {k: v[:2] for k, v in splits.items()}
-    return parts, vocabulary, bytes_per_token, description, corpus_digest(documents)
 
 
 def corpus_digest(documents: list[bytes]) -> str:

@@ -7,10 +7,9 @@ folders (a leading `.`) are skipped. Files are read as UTF-8 (a leading BOM drop
 bytes that are not UTF-8 are replaced by U+FFFD and a note names how many files had
 them, rather than refusing a whole folder for one stray byte.
 
-**Tokens**: after the seeded stratified split (`data.py`), a `word` or `character`
-vocabulary (`text_tokens.WordVocabulary`) of at most `max_tokens` ids is learned from the
-training split only, or taken from a trained run's `vocabulary.json`. Each text becomes
-`sequence_length` ids: its first `sequence_length` tokens, padded with 0 in front.
+**Tokens** (`data.tokenize`): after the seeded stratified split, a `word` or
+`character` vocabulary of at most `max_tokens` ids is learned from the training split
+only, or taken from a trained run's `vocabulary.json`.
 """
 
 from __future__ import annotations
@@ -20,17 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.data.sources import RawData
+from bigmodel_cli.data.raw import RawData
+
+# Read here by inference.predict and its tests: how a text_dir run encodes new text.
+from bigmodel_cli.data.tokenize import encode_texts as encode_texts
+from bigmodel_cli.data.tokenize import learn_vocabulary as learn_vocabulary
 from bigmodel_cli.errors import DataError
-from bigmodel_cli.spec import Arrays
 
-DEFAULT_SEQUENCE_LENGTH = 200
-DEFAULT_MAX_TOKENS = 20_000
 MIN_CLASSES = 2
-
-
-def sequence_length(cfg: Config) -> int:
-    return cfg.data.sequence_length or DEFAULT_SEQUENCE_LENGTH
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -60,6 +56,32 @@ def read_text_dir(cfg: Config, base_dir: Path) -> RawData:
             f"data.path: {root}: text_dir needs one sub-folder per class, at least "
             f"{MIN_CLASSES}; found {len(classes)} ({found})"
         )
+    texts, labels, counts, replaced = _read_classes(classes)
+    notes = []
+    if replaced:
+        notes.append(
+            f"data.path: {len(replaced)} file(s) are not valid UTF-8 (first: {replaced[0]}); "
+            "their undecodable bytes were read as U+FFFD"
+        )
+    names = tuple(p.name for p in classes)
+    per_class = ", ".join(f"{name}: {n}" for name, n in zip(names, counts, strict=True))
+    description = f"text folder {root}: {len(texts)} texts in {len(names)} classes ({per_class})"
+    x = np.empty(len(texts), dtype=object)
+    x[:] = texts
+    return RawData(
+        x=x,
+        y=np.asarray(labels, np.int64),
+        task="classification",
+        kind="text",
+        description=description,
+        num_classes=len(names),
+        class_names=names,
+        notes=notes,
+    )
+
+
+def _read_classes(classes: list[Path]) -> tuple[list[str], list[int], list[int], list[Path]]:
+    """(texts, their labels, files per class, files whose bytes were not all UTF-8)."""
     texts: list[str] = []
     labels: list[int] = []
     counts: list[int] = []
@@ -88,57 +110,4 @@ def read_text_dir(cfg: Config, base_dir: Path) -> RawData:
         counts.append(len(files))
     if problems:
         raise DataError(problems)
-    notes = []
-    if replaced:
-        notes.append(
-            f"data.path: {len(replaced)} file(s) are not valid UTF-8 (first: {replaced[0]}); "
-            "their undecodable bytes were read as U+FFFD"
-        )
-    names = tuple(p.name for p in classes)
-    per_class = ", ".join(f"{name}: {n}" for name, n in zip(names, counts, strict=True))
-    description = f"text folder {root}: {len(texts)} texts in {len(names)} classes ({per_class})"
-    x = np.empty(len(texts), dtype=object)
-    x[:] = texts
-    y = np.asarray(labels, np.int64)
-    return RawData(x, y, "classification", "text", description, len(names), names, notes=notes)
-
-
-def learn_vocabulary(texts, cfg: Config):
-    """The `word`/`character` vocabulary of `texts` (the training split's)."""
-    from bigmodel_cli.data.text import WordVocabulary
-
-    max_tokens = cfg.data.max_tokens or DEFAULT_MAX_TOKENS
-    if max_tokens < 3:
-        raise DataError(
-            f"data.max_tokens: {max_tokens} leaves no id for a token (0 is padding, 1 out of "
-            "vocabulary); use at least 3"
-        )
-    return WordVocabulary.learn(texts, cfg.data.tokenizer or "word", max_tokens)
-
-
-def encode_texts(texts: list[str], vocabulary, cfg: Config) -> np.ndarray:
-    """(len(texts), sequence_length) token ids, as training encoded its texts."""
-    return vocabulary.encode_padded(texts, sequence_length(cfg))
-
-
-def vectorize_splits(
-    splits: dict[str, Arrays | None], cfg: Config, vocabulary: dict | None
-) -> tuple[dict[str, Arrays | None], object]:
-    """Splits of strings -> splits of token ids, with the vocabulary learned from the
-    training split (or restored from `vocabulary`, a trained run's JSON)."""
-    from bigmodel_cli.data.text import WordVocabulary, vocabulary_from_json
-
-    if vocabulary is not None:
-        words = vocabulary_from_json(vocabulary)
-        if not isinstance(words, WordVocabulary):
-            raise DataError(
-                f"vocabulary.json: a {words.kind!r} vocabulary (text_corpus) cannot encode "
-                "text_dir data, which needs a 'word' or 'character' one"
-            )
-    else:
-        words = learn_vocabulary(splits["train"].x, cfg)
-    encoded = {
-        name: Arrays(encode_texts(part.x, words, cfg), part.y) if part is not None else None
-        for name, part in splits.items()
-    }
-    return encoded, words
+    return texts, labels, counts, replaced
