@@ -54,7 +54,8 @@ def prepare_data(start: Start, runtime: Runtime) -> Prepared:
     batches_per_epoch = math.ceil(len(bundle.train) / cfg.data.batch_size)
     steps_per_epoch = cfg.train.steps_per_epoch or batches_per_epoch
     # An endless stream of seeded epochs, started where a resumed run's backup ends.
-    stream_start = start.position.stream_start(steps_per_epoch, batches_per_epoch)
+    position = start.in_epochs_of(steps_per_epoch).position
+    stream_start = position.stream_start(steps_per_epoch, batches_per_epoch)
     train_ds = data_lib.make_dataset(bundle.train, cfg, spec, training=True, start=stream_start)
     val_ds = None
     if bundle.validation is not None:
