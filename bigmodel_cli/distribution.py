@@ -1,7 +1,8 @@
 """Turn the `distribute` section into a tf.distribute strategy, and pick the precision.
 
 One function maps the closed set of strategy names to strategies, with a precise
-error for each combination that cannot work on this machine.
+error for each combination that cannot work on this machine. What a cluster does
+wrong (a worker that never comes, one that dies mid-training) is told here too.
 """
 
 from __future__ import annotations
@@ -117,6 +118,34 @@ def startup_deadline(cfg: DistributeConfig) -> StartupDeadline | None:
     # A backstop behind the rendezvous (which names the missing workers itself); it
     # catches a peer that dies after answering but before the strategy is formed.
     return StartupDeadline(cfg.timeout_seconds + STARTUP_MARGIN_SECONDS, what).start()
+
+
+# === A worker lost during training ==========================================
+
+
+def is_peer_loss(err: BaseException, placement: Placement) -> bool:
+    """Whether `err` is how a collective fails when another worker is gone."""
+    if placement.name != "multi_worker":
+        return False
+    tf = import_tensorflow()
+    lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError)
+    return isinstance(err, lost)
+
+
+def peer_lost_message(err: BaseException, resume_command: str, is_chief: bool) -> str:
+    """What a surviving worker says when a peer dies mid-training: TensorFlow's
+    coordination service notices the missing heartbeats and aborts the collectives."""
+    text = " ".join(str(getattr(err, "message", err)).split())
+    start = text.find("The following tasks")
+    reason = text[start:] if start >= 0 else text
+    reason = reason.split(" The tasks have crashed")[0][:300]
+    restart = (
+        f"The last backup is kept; restart every worker, this one with: {resume_command} "
+        "(the run directory must be on storage all workers share)"
+        if is_chief
+        else "Restart this worker together with the chief, which prints the resume command"
+    )
+    return f"a worker stopped during training: {reason}. {restart}."
 
 
 def _cluster_workers(tf_config: dict[str, Any] | None) -> int:

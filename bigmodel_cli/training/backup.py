@@ -20,20 +20,22 @@ write the run directory can also rewrite the manifest.
 Under multi_worker every worker writes (reading mirrored and sync-on-read variables is a
 collective), but only the chief's backup is recorded; the others write to a scratch
 folder. Every worker restores from the chief's.
+
+This module holds the format, where a resumed run stands (Position) and the reading of
+a commit; backup_writer.py writes them.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bigmodel_cli import faults, run_dir
+from bigmodel_cli import run_dir
 from bigmodel_cli.errors import UserError
 
 FOLDER = "chief"  # backup/chief/: the chief's backup, which every worker restores from
@@ -56,10 +58,32 @@ class Position:
             return Position(self.epoch + 1, 0)
         return self
 
+    @classmethod
+    def after_steps(cls, epoch: int, done: int, steps_per_epoch: int) -> Position:
+        """Where training stands once `done` steps of `epoch` are trained (all of them:
+        at the start of the next epoch)."""
+        if done >= steps_per_epoch:
+            return cls(epoch + 1, 0)
+        return cls(epoch, done)
+
     def stream_start(self, steps_per_epoch: int, batches_per_epoch: int) -> tuple[int, int]:
         """(data epoch, batch in it) of the next batch: training epochs of
         `steps_per_epoch` steps are cut from a stream of whole data epochs."""
         return divmod(self.epoch * steps_per_epoch + self.step, batches_per_epoch)
+
+    def counters(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(ckpt_saved_epoch, ckpt_saved_batch), the counters tf_keras's own format kept:
+        the epoch, and the last step covered (read back by `_legacy_commit`)."""
+        if self.step:
+            return self.epoch, self.step - 1
+        return self.epoch - 1, steps_per_epoch - 1
+
+    @property
+    def description(self) -> str:
+        """`epoch 3, step 40` inside an epoch, `epoch 2` once an epoch is complete."""
+        if self.step:
+            return f"epoch {self.epoch + 1}, step {self.step}"
+        return f"epoch {self.epoch}"
 
 
 @dataclass(frozen=True)
@@ -78,6 +102,10 @@ class Commit:
     # Arrays the callbacks keep beside the weights (early stopping's best weights), by
     # role: the file holding them, rewritten only when its name (their version) changes.
     attachments: dict[str, str] = field(default_factory=dict)
+
+    def normalized(self, steps_per_epoch: int) -> Commit:
+        """This commit, its position counted in this run's epochs (see Position.normalized)."""
+        return dataclasses.replace(self, position=self.position.normalized(steps_per_epoch))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,7 +186,7 @@ def _check_readable(folder: Path, commit: Commit, backup: Path) -> None:
         ) from None
 
 
-def _plain_name(name: Any) -> str:
+def plain_name(name: Any) -> str:
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
         raise ValueError(f"{name!r} is not a file name inside the backup folder")
     return name
@@ -167,9 +195,9 @@ def _plain_name(name: Any) -> str:
 def _commit_from_json(data: dict, folder: Path) -> Commit:
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
-    files = {_plain_name(k): str(v) for k, v in dict(data.get("files") or {}).items()}
+    files = {plain_name(k): str(v) for k, v in dict(data.get("files") or {}).items()}
     checkpoint = data.get("checkpoint")
-    checkpoint = _plain_name(checkpoint) if checkpoint is not None else None
+    checkpoint = plain_name(checkpoint) if checkpoint is not None else None
     if data.get("format") != FORMAT:  # written by bigmodel before its own backup format
         return _legacy_commit(folder, checkpoint, files)
     position = data.get("position") or {}
@@ -177,7 +205,7 @@ def _commit_from_json(data: dict, folder: Path) -> Commit:
     if epoch < 0 or step < 0:
         raise ValueError(f"position {position} is negative")
     carry = data.get("carry")
-    attachments = {str(k): _plain_name(v) for k, v in dict(data.get("attachments") or {}).items()}
+    attachments = {str(k): plain_name(v) for k, v in dict(data.get("attachments") or {}).items()}
     return Commit(
         sequence=int(data.get("sequence", 0)),
         checkpoint=checkpoint,
@@ -185,7 +213,7 @@ def _commit_from_json(data: dict, folder: Path) -> Commit:
         position=Position(epoch, step),
         state=dict(data.get("state") or {}),
         finished=dict(data["finished"]) if data.get("finished") else None,
-        carry=_plain_name(carry) if carry is not None else None,
+        carry=plain_name(carry) if carry is not None else None,
         config_sha256=data.get("config_sha256"),
         attachments=attachments,
     )
@@ -257,118 +285,3 @@ def read_attachment(backup: Path, commit: Commit, role: str) -> dict[str, np.nda
     """The arrays a callback attached to the commit (already digest-checked), or None."""
     name = commit.attachments.get(role)
     return _read_npz(folder_of(backup) / name) if name else None
-
-
-# === Writing commits ==========================================================
-
-
-class BackupWriter:
-    """Commits backups of `checkpoint` (a tf.train.Checkpoint) into `backup`.
-
-    `records=False` (a multi_worker worker that is not the chief) writes the checkpoint,
-    which every worker must do, but no manifest, and keeps only the newest files.
-    """
-
-    def __init__(self, backup: Path, checkpoint: Any, records: bool, last: Commit | None,
-                 config_sha256: str | None = None):  # fmt: skip
-        self.folder = folder_of(backup)
-        self.checkpoint = checkpoint
-        self.records = records
-        self.last = last or Commit()
-        self.config_sha256 = config_sha256
-
-    def start(self) -> None:
-        """Record that no backup exists yet, so a later missing manifest means damage."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if self.records and not (self.folder / MANIFEST).exists():
-            self._write_manifest(Commit(config_sha256=self.config_sha256))
-
-    def commit(
-        self,
-        position: Position,
-        state: dict[str, Any],
-        finished: dict[str, Any] | None = None,
-        carry: dict[str, np.ndarray] | None = None,
-        attachments: dict[str, tuple[str, Any]] | None = None,
-    ) -> Commit:
-        """Commit a backup. `attachments`: role -> (file name, a function giving the
-        arrays); a file the last commit already holds under that name is kept as it is."""
-        sequence = self.last.sequence + 1
-        try:
-            commit = self._write(sequence, position, state, finished, carry, attachments)
-        except Exception as err:  # a full disk, a read-only folder: the last commit stands
-            reason = run_dir.file_system_reason(err)
-            if reason is None:
-                raise
-            self._delete_uncommitted(keep=set(self.last.files))  # give the space back
-            failed = getattr(err, "path", None) or self.folder / f"ckpt-{sequence}"
-            raise run_dir.StorageError(failed, reason, self._kept()) from None
-        self.last = commit
-        self._delete_uncommitted(keep=set(commit.files))
-        return commit
-
-    def _write(self, sequence: int, position: Position, state: dict[str, Any],
-               finished: dict[str, Any] | None, carry: dict[str, np.ndarray] | None,
-               attachments: dict[str, tuple[str, Any]] | None) -> Commit:  # fmt: skip
-        name = f"ckpt-{sequence}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        faults.point("backup_write", sequence)
-        self.checkpoint.write(str(self.folder / name))
-        files = {p.name: run_dir.sha256_of(p) for p in sorted(self.folder.glob(f"{name}.*"))}
-        carry_name = None
-        if carry:
-            carry_name = f"carry-{sequence}.npz"
-            path = self.folder / carry_name
-            run_dir.atomic_write(path, lambda tmp: _save_npz(tmp, carry))
-            files[carry_name] = run_dir.sha256_of(path)
-        attached = {}
-        for role, (file_name, arrays) in (attachments or {}).items():
-            file_name = _plain_name(file_name)
-            path = self.folder / file_name
-            if file_name in self.last.files and path.is_file():
-                files[file_name] = self.last.files[file_name]  # unchanged since then
-            else:
-                run_dir.atomic_write(path, lambda tmp, a=arrays: _save_npz(tmp, a()))
-                files[file_name] = run_dir.sha256_of(path)
-            attached[role] = file_name
-        commit = Commit(
-            sequence, name, files, position, state, finished, carry_name, self.config_sha256,
-            attached,
-        )  # fmt: skip
-        if self.records:
-            faults.point("backup_before_manifest", sequence)
-            self._write_manifest(commit)
-            faults.point("backup_committed", sequence)
-        return commit
-
-    def _kept(self) -> str:
-        last = self.last
-        if last.checkpoint is None:
-            return "no earlier backup exists"
-        at = last.position
-        where = f"epoch {at.epoch + 1}, step {at.step}" if at.step else f"epoch {at.epoch}"
-        return f"the previous backup ({last.checkpoint}, after {where}) is kept"
-
-    def _write_manifest(self, commit: Commit) -> None:
-        run_dir.atomic_write_json(self.folder / MANIFEST, commit.to_json())
-
-    def _delete_uncommitted(self, keep: set[str]) -> None:
-        """Files of older commits (and of writes a kill interrupted) are not needed."""
-        for path in self.folder.iterdir():
-            if path.name != MANIFEST and path.name not in keep:
-                with contextlib.suppress(OSError):
-                    if path.is_dir():  # TensorFlow's `ckpt-N_temp/` of a failed write
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
-
-
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
-
-
-def remove(backup: Path) -> None:
-    """Drop the whole backup once the run's final files are committed."""
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(backup)

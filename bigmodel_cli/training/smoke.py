@@ -90,7 +90,8 @@ def smoke_overrides(path: Path, output_dir: Path) -> list[str]:
 
 
 def smoke_one(path: Path, output_dir: Path) -> SmokeResult:
-    from bigmodel_cli.training import TrainOptions, train
+    from bigmodel_cli.training.launch import train
+    from bigmodel_cli.training.options import TrainOptions
 
     started = time.perf_counter()
     try:

@@ -269,7 +269,7 @@ SAVE_LOOP = """
 import sys
 from pathlib import Path
 import tf_keras as keras
-from bigmodel_cli.training.callbacks import save_model_atomically
+from bigmodel_cli.training.callbacks.checkpoints import save_model_atomically
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(512), keras.layers.Dense(10)])
 path = Path(sys.argv[1])
 save_model_atomically(model, path)

@@ -1,0 +1,69 @@
+"""Step 3 of the recipe: the model, built and compiled under the strategy's scope.
+
+The memory check comes first, so a model that cannot fit exits 2 before any weight
+exists; bf16 is chosen (when asked for `auto`) from the built model's FLOPs, which
+means building it a second time under that policy, with the same initial weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bigmodel_cli import distribution, registry
+from bigmodel_cli.config import Config
+from bigmodel_cli.models import build_model, memory
+from bigmodel_cli.models.flops import flops_per_example
+from bigmodel_cli.performance import auto_steps_per_execution
+from bigmodel_cli.tfenv import import_keras
+from bigmodel_cli.training.prepare import Prepared
+from bigmodel_cli.training.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Built:
+    """The compiled model and what its building decided."""
+
+    model: Any
+    flops: int
+    precision: str
+    steps_per_execution: int
+    memory_estimate: int
+
+
+def build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
+    keras = import_keras()
+
+    placement = runtime.placement
+    # Exit 2 before any weight exists when the model, its optimizer, a batch's
+    # activations and the data cannot fit in the memory available.
+    estimate = memory.check(cfg, data.spec, data.bundle, runtime.precision, placement.devices)
+
+    def build(policy: str) -> keras.Model:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(cfg.seed)  # the same initial weights whatever the policy
+        distribution.set_precision(policy)
+        with placement.strategy.scope():
+            return build_model(cfg, data.spec)
+
+    precision = runtime.precision
+    model = build(precision)
+    flops = flops_per_example(model)
+    batch_size = cfg.data.batch_size
+    if distribution.prefers_bf16(cfg.train.mixed_precision, placement, flops, batch_size):
+        precision = "mixed_bfloat16"
+        model = build(precision)
+    steps_per_execution = cfg.train.steps_per_execution
+    if steps_per_execution == "auto":
+        steps_per_execution = auto_steps_per_execution(flops, batch_size, data.steps_per_epoch)
+    with placement.strategy.scope():
+        model.compile(
+            optimizer=registry.build_optimizer(
+                cfg.optimizer, data.steps_per_epoch * cfg.train.epochs
+            ),
+            loss=registry.build_loss(data.loss_cfg),
+            metrics=registry.build_metrics(data.metric_names, data.loss_cfg, data.spec),
+            steps_per_execution=steps_per_execution,
+            jit_compile=cfg.train.jit_compile,
+        )
+    return Built(model, flops, precision, steps_per_execution, estimate.total)
