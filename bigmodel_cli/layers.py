@@ -237,18 +237,17 @@ class CachedMultiHeadAttention(keras.layers.MultiHeadAttention):
         if not self._built_from_signature:
             self._build_from_signature(query=query, value=value, key=key)
         key = value if key is None else key
-        steps = tf.shape(value)[1]
-        batch = tf.shape(value)[0]
-        index = tf.stack(
-            tf.meshgrid(tf.range(batch), cache_update_index + tf.range(steps), indexing="ij"),
-            axis=-1,
-        )  # (batch, T, 2): (example, position) of every new key and value
-        keys = tf.tensor_scatter_nd_update(cache[:, 0], index, self._key_dense(key))
-        values = tf.tensor_scatter_nd_update(cache[:, 1], index, self._value_dense(value))
+        batch, steps = tf.shape(value)[0], tf.shape(value)[1]
+        example, kind, position = tf.meshgrid(
+            tf.range(batch), tf.range(2), cache_update_index + tf.range(steps), indexing="ij"
+        )  # (batch, 2, T) each: where every new key ([:, 0]) and value ([:, 1]) goes
+        index = tf.stack([example, kind, position], axis=-1)
+        new = tf.stack([self._key_dense(key), self._value_dense(value)], axis=1)
+        cache = tf.tensor_scatter_nd_update(cache, index, new)
         output, _ = self._compute_attention(
-            self._query_dense(query), keys, values, attention_mask, training
+            self._query_dense(query), cache[:, 0], cache[:, 1], attention_mask, training
         )
-        return self._output_dense(output), tf.stack([keys, values], axis=1)
+        return self._output_dense(output), cache
 
 
 @keras.saving.register_keras_serializable(package="bigmodel")
