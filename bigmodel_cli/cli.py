@@ -130,6 +130,7 @@ def evaluate(
 ) -> None:
     """Load the run's best model, score it on a split, write eval.json."""
     from bigmodel_cli.inference.evaluate import evaluate_run
+    from bigmodel_cli.inference.evaluate import tables as evaluate_tables
 
     try:
         result = evaluate_run(run_dir, split, data)
@@ -138,24 +139,8 @@ def evaluate(
     if json_:
         console.print_json(result)
         return
-    console.table(
-        f"{result['split']} ({result['examples']:,} examples)",
-        ["metric", "value"],
-        sorted(result["metrics"].items()),
-    )
-    per_class = result.get("per_class")
-    if per_class:
-        rows = [
-            (name, m["precision"], m["recall"], m["f1"], m["support"])
-            for name, m in per_class.items()
-        ]
-        console.table("per class", ["class", "precision", "recall", "f1", "support"], rows)
-        names = result["class_names"]
-        console.table(
-            "confusion matrix (rows: true, columns: predicted)",
-            ["", *names],
-            [(n, *row) for n, row in zip(names, result["confusion_matrix"], strict=True)],
-        )
+    for title, columns, rows in evaluate_tables(result):
+        console.table(title, columns, rows)
 
 
 @app.command()
@@ -237,16 +222,14 @@ def validate(
 ) -> None:
     """Check the config; unless --no-build, build the model and show its size."""
     from bigmodel_cli.config import load as config_load
-    from bigmodel_cli.models import memory
+    from bigmodel_cli.models import memory, summary
 
     try:
         cfg = config_load.load_config(config, set_ or [])
         if no_build:
             result = {"valid": True, "name": cfg.name, "model_type": cfg.model.type}
         else:
-            from bigmodel_cli.models.summary import summarize
-
-            result = {"valid": True, **summarize(cfg, config.parent)}
+            result = {"valid": True, **summary.summarize(cfg, config.parent)}
     except UserError as err:
         raise _fail(err) from None
     if json_:
@@ -255,18 +238,8 @@ def validate(
     if no_build:
         console.out.print(f"{config}: valid ({cfg.model.type})", highlight=False)
         return
-    rows = [
-        (la["name"], la["type"], str(tuple(la["output_shape"])), la["params"])
-        for la in result["layers"]
-    ]
-    console.table(
-        f"{cfg.name}: {cfg.model.type}", ["layer", "type", "output shape", "params"], rows
-    )
-    console.out.print(
-        f"params: {result['params']:,} (trainable {result['trainable_params']:,})  "
-        f"FLOPs per example: {result['flops_per_example']:,}",
-        highlight=False,
-    )
+    console.table(*summary.layer_table(result))
+    console.out.print(summary.size_line(result), highlight=False)
     console.out.print(memory.summary_line(result["memory"]), highlight=False, markup=False)
 
 

@@ -73,13 +73,19 @@ class PositionEncoding(keras.layers.Layer):
             )
         super().build(input_shape)
 
+    def _position_table(self):
+        if self.positional == "learned":
+            return self.position_embeddings
+        return tf.convert_to_tensor(self._table)
+
     def call(self, inputs):
         steps = tf.shape(inputs)[-2]
-        if self.positional == "learned":
-            table = self.position_embeddings
-        else:
-            table = tf.convert_to_tensor(self._table)
-        return inputs + tf.cast(table[:steps], inputs.dtype)
+        return inputs + tf.cast(self._position_table()[:steps], inputs.dtype)
+
+    def at(self, positions):
+        """The position signal `(m, width)` at absolute `positions` `(m,)`: what `call`
+        adds to step i of a sequence is `at([i])`, for decoding one position at a time."""
+        return tf.gather(self._position_table(), positions)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -154,6 +160,12 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     def call(self, inputs):
         return self.position_encoding(self.token_embedding(inputs))
 
+    def embed_at(self, tokens, positions):
+        """`call` for tokens `(batch, m)` standing at absolute `positions` `(m,)` rather
+        than at 0..m-1: the input stage of a decoder that runs one new position at a time."""
+        x = self.token_embedding(tokens)
+        return x + tf.cast(self.position_encoding.at(positions), x.dtype)[None]
+
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape).concatenate([self.embed_dim])
 
@@ -173,6 +185,72 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="bigmodel")
+class CachedMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """`MultiHeadAttention` that can also attend through a key/value cache, as keras-hub's
+    layer of the same name: for decoding a causal model one position at a time.
+
+    Without a cache it is MultiHeadAttention. With `cache`, a `(batch, 2, S, heads,
+    key_dim)` tensor of the keys ([:, 0]) and values ([:, 1]) of `S` positions, the keys
+    and values of `value` (`(batch, T, dim)`) are written into it at positions
+    `cache_update_index .. + T - 1`, the query attends to all `S` cached positions
+    (`attention_mask`, `(batch, T, S)`, says which), and the call returns
+    `(output, updated cache)`. The computation is the parent's own (its projections,
+    scaling, masked softmax and output projection), so a cached step gives what the
+    whole sequence gives at that position. Keys and values share one tensor, so
+    `value_dim` must equal `key_dim` (its default).
+    """
+
+    @classmethod
+    def from_attention(cls, attention: keras.layers.MultiHeadAttention):
+        """A cached copy of a built `MultiHeadAttention`: its config and its weights
+        (a model saved with the plain layer decodes through this one)."""
+        config = attention.get_config()
+        query, value = (
+            tf.zeros([1 if d is None else d for d in config[key]], attention.compute_dtype)
+            for key in ("query_shape", "value_shape")
+        )
+        copy = cls.from_config(config)
+        copy(query, value)  # one call builds its projections, so that they take the weights
+        copy.set_weights(attention.get_weights())
+        return copy
+
+    def empty_cache(self, batch: int, length: int):
+        """Zeros shaped as the cache of `length` positions."""
+        if self._value_dim != self._key_dim:
+            raise ValueError(
+                f"a cache holds keys and values in one tensor: value_dim ({self._value_dim}) "
+                f"must equal key_dim ({self._key_dim})"
+            )
+        shape = (batch, 2, length, self._num_heads, self._key_dim)
+        return tf.zeros(shape, self.compute_dtype)
+
+    def call(self, query, value, key=None, attention_mask=None, cache=None,
+             cache_update_index=None, training=None, **kwargs):  # fmt: skip
+        if cache is None:
+            if cache_update_index is not None:
+                raise ValueError("cache_update_index needs a cache; received cache=None")
+            return super().call(
+                query, value, key=key, attention_mask=attention_mask, training=training, **kwargs
+            )
+        if cache_update_index is None:
+            raise ValueError("a cache needs the cache_update_index its new positions start at")
+        if not self._built_from_signature:
+            self._build_from_signature(query=query, value=value, key=key)
+        key = value if key is None else key
+        batch, steps = tf.shape(value)[0], tf.shape(value)[1]
+        example, kind, position = tf.meshgrid(
+            tf.range(batch), tf.range(2), cache_update_index + tf.range(steps), indexing="ij"
+        )  # (batch, 2, T) each: where every new key ([:, 0]) and value ([:, 1]) goes
+        index = tf.stack([example, kind, position], axis=-1)
+        new = tf.stack([self._key_dense(key), self._value_dense(value)], axis=1)
+        cache = tf.tensor_scatter_nd_update(cache, index, new)
+        output, _ = self._compute_attention(
+            self._query_dense(query), cache[:, 0], cache[:, 1], attention_mask, training
+        )
+        return self._output_dense(output), cache
+
+
+@keras.saving.register_keras_serializable(package="bigmodel")
 class LayersModel(keras.Model):
     """A functional `keras.Model` built with the layers above (the transformer preset's).
 
@@ -185,5 +263,5 @@ class LayersModel(keras.Model):
     """
 
 
-CUSTOM_LAYERS = (PositionEncoding, TokenAndPositionEmbedding)
+CUSTOM_LAYERS = (PositionEncoding, TokenAndPositionEmbedding, CachedMultiHeadAttention)
 MODELS = (LayersModel,)

@@ -68,65 +68,11 @@ def classification_report(
     }
 
 
-def load_run_model(run: run_dir.RunDir, cfg: Config, spec: DataSpec) -> tuple[Any, Path]:
-    """The run's best model (checkpoints/best.keras: best validation loss, or training loss
-    without a validation split), else its final model.keras.
-
-    The model is rebuilt from the run's own config and only the *weights* are read from
-    the file, after its SHA-256 is checked: no model file can bring its own code or
-    architecture.
-    """
-    import_tensorflow()
-    from bigmodel_cli import distribution
-    from bigmodel_cli.models import build_model
-
-    for path in (run.best, run.model):
-        if path.is_file():
-            run_dir.verify_digest(path)
-            distribution.set_precision("float32")  # weights are stored in float32
-            try:
-                model = build_model(cfg, spec)
-                model.load_weights(path)
-            except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
-                raise UserError(_misfit(run, path, err)) from None
-            return model, path
-    raise UserError(
-        f"{run.root}: no {run_dir.MODEL} or checkpoints/{run_dir.BEST}; did training finish?"
-    )
-
-
-def _misfit(run: run_dir.RunDir, path: Path, err: Exception) -> str:
-    """The model config.yaml describes is not the one trained: config.yaml was edited."""
-    detail = " ".join(str(err).split())
-    detail = detail if len(detail) <= 200 else detail[:197] + "..."
-    return (
-        f"{path}: its weights do not fit the model {run.config} describes ({detail}); was "
-        f"{run_dir.CONFIG} edited after training? Restore the config the run was trained with"
-    )
-
-
-def _trained_normalization(run: run_dir.RunDir) -> Any:
-    """The run's training normalization (from summary.json), for scoring other data."""
-    from bigmodel_cli.data import Normalization
-
-    trained = run_dir.read_json(run.summary) if run.summary.exists() else {}
-    data = trained.get("data")
-    saved = data.get("normalization") if isinstance(data, dict) else None
-    if not saved:
-        return None
-    try:
-        return Normalization.from_json(saved)
-    except (KeyError, TypeError, ValueError) as err:
-        raise UserError(
-            f"{run.summary}: data.normalization is not what bigmodel writes ({type(err).__name__}: "
-            f"{err}); the run's model expects its training statistics: restore the file"
-        ) from None
-
-
 def load_for_scoring(run: run_dir.RunDir, cfg: Config, spec: DataSpec) -> tuple[Any, Path]:
     """The run's best model, compiled with the config's loss and metrics."""
     from bigmodel_cli import registry
     from bigmodel_cli.config import defaults
+    from bigmodel_cli.inference.open_run import load_run_model
 
     loss_cfg = defaults.effective_loss(cfg, spec)
     model, path = load_run_model(run, cfg, spec)
@@ -154,28 +100,27 @@ def evaluate_run(
             f"--split {split!r}: unknown split.{hint} Expected one of {', '.join(SPLITS)}"
         )
     import_tensorflow()
-    run = run_dir.RunDir(path)
-    if not run_dir.is_run_dir(path):
-        raise UserError(f"{path}: not a run directory (no {run_dir.CONFIG})")
-    cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
     from bigmodel_cli import data as data_lib
     from bigmodel_cli.config import defaults
+    from bigmodel_cli.inference.open_run import open_run, recorded_normalization
 
+    trained = open_run(path)
+    run, cfg = trained.run, trained.cfg
     base_dir, normalization = run.root, None
     if data_config is not None:
         other = config_load.load_config(data_config)
         cfg = cfg.model_copy(update={"data": other.data, "seed": other.seed})  # its splits
         base_dir = data_config.parent
         # The model expects inputs scaled like its training data, not like the new data.
-        normalization = _trained_normalization(run)
+        saved = recorded_normalization(run)
+        normalization = data_lib.Normalization.from_json(saved) if saved else None
 
     # Text is encoded with the run's own vocabulary, whatever data is scored.
-    vocabulary = run_dir.read_vocabulary(run)
     bundle = data_lib.load_data(
         cfg,
         base_dir,
         normalization=normalization,
-        vocabulary=vocabulary,
+        vocabulary=trained.vocabulary,
         same_corpus=data_config is None,
     )
     arrays = bundle.split(split)
@@ -194,3 +139,24 @@ def evaluate_run(
         result.update(classification_report(model, arrays, cfg, spec, loss_cfg))
     run_dir.atomic_write_json(run.eval, result)
     return result
+
+
+def tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[tuple[Any, ...]]]]:
+    """(title, columns, rows) of the tables `bigmodel evaluate` prints: the metrics, and
+    for a classifier its per-class scores and confusion matrix."""
+    shown = [
+        (
+            f"{result['split']} ({result['examples']:,} examples)",
+            ["metric", "value"],
+            sorted(result["metrics"].items()),
+        )
+    ]
+    per_class = result.get("per_class")
+    if per_class:
+        rows = [(name, m["precision"], m["recall"], m["f1"], m["support"])
+                for name, m in per_class.items()]  # fmt: skip
+        shown.append(("per class", ["class", "precision", "recall", "f1", "support"], rows))
+        names = result["class_names"]
+        matrix = [(n, *row) for n, row in zip(names, result["confusion_matrix"], strict=True)]
+        shown.append(("confusion matrix (rows: true, columns: predicted)", ["", *names], matrix))
+    return shown

@@ -11,11 +11,11 @@ one full pass over `C // 2` tokens every `C // 2` tokens, and otherwise one posi
 token. A prompt longer than `C` tokens keeps its last `C`.
 
 **Two decoders, the same tokens.** `CachedDecoder` encodes the prompt once (prefill),
-keeping every block's attention keys and values in a fixed-size `(C, heads, key_dim)`
-buffer; each new token then runs *one* position through the blocks and attends to the
-buffered positions before it. It computes with the model's own layers and weights, and
-both of its functions are `tf.function`s with fixed input shapes: one graph call per
-token, never a retrace. `FullDecoder` (`use_cache=False`, the reference) runs the whole
+keeping every block's attention keys and values in a fixed-size cache of `C` positions;
+each new token then runs *one* position through the blocks and attends to the cached
+positions before it. The cached forward pass is the model's own
+(models/transformer_cache.py, through layers.CachedMultiHeadAttention): one graph call
+per token, never a retrace. `FullDecoder` (`use_cache=False`, the reference) runs the whole
 model over the current window, padded to `C`, for every token. Both see the same window
 at every step, so greedy decoding gives the same tokens up to float rounding.
 
@@ -31,20 +31,17 @@ from __future__ import annotations
 import codecs
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bigmodel_cli import run_dir
 from bigmodel_cli.config import Config
-from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
+from bigmodel_cli.inference.open_run import open_run, run_dir_problem
 from bigmodel_cli.spec import DataSpec
 from bigmodel_cli.tfenv import import_tensorflow
-
-MASKED = -1e9  # what Keras's Softmax adds at masked positions (exp() of it is exactly 0)
 
 
 def check_options(
@@ -111,10 +108,6 @@ class Sampler:
 
 
 # === The run's model ==========================================================
-
-
-def _not_a_run(path: Path) -> str:
-    return f"{path}: not a run directory (no {run_dir.CONFIG}); give one made by bigmodel train"
 
 
 def _text_lm_problem(cfg: Config, path: Path) -> str | None:
@@ -219,24 +212,14 @@ class LanguageModel:
 
 def load_language_model(path: Path) -> LanguageModel:
     """The run's text language model; a UserError says why a run cannot generate."""
-    path = Path(path)
-    if not run_dir.is_run_dir(path):
-        raise UserError(_not_a_run(path))
-    run = run_dir.RunDir(path)
-    cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
-    problem = _text_lm_problem(cfg, path)
-    if problem:
-        raise UserError(problem)
     from bigmodel_cli.data import text as text_tokens
 
-    saved = run_dir.read_vocabulary(run)
-    if saved is None:
-        raise UserError(f"{path}: no {run_dir.VOCABULARY}; the run's tokens cannot be turned "
-                        "into text (was it trained by an older bigmodel?)")  # fmt: skip
-    vocabulary = text_tokens.vocabulary_from_json(saved)
-    from bigmodel_cli.inference.evaluate import load_run_model
-
-    model, model_path = load_run_model(run, cfg, language_model_spec(cfg, vocabulary))
+    trained = open_run(path)
+    problem = _text_lm_problem(trained.cfg, path)
+    if problem:
+        raise UserError(problem)
+    vocabulary = text_tokens.vocabulary_from_json(trained.text_vocabulary())
+    model, model_path = trained.load_model(language_model_spec(trained.cfg, vocabulary))
     return LanguageModel(model, vocabulary, model_path)
 
 
@@ -274,8 +257,9 @@ def generate(
     problem = _prompt_problem(prompt)
     if problem:
         problems.append(problem)
-    if not run_dir.is_run_dir(Path(run_path)):
-        problems.append(_not_a_run(run_path))
+    problem = run_dir_problem(run_path)
+    if problem:
+        problems.append(problem)
     if problems:
         raise UserError(problems)
     lm = load_language_model(run_path)
@@ -297,15 +281,22 @@ def _scores_from_output(layer) -> Any:
     return lambda values: np.log(np.maximum(np.asarray(values, np.float64), 1e-30))
 
 
+def _padded(window: list[int], context: int) -> np.ndarray:
+    padded = np.zeros((1, context), np.int32)
+    padded[0, : len(window)] = window
+    return padded
+
+
 class FullDecoder:
     """The reference: the whole model over the current window (padded to the model's
     length; causal attention keeps the padding out of earlier positions) for every token."""
 
     def __init__(self, model: Any, context: int):
         tf = import_tensorflow()
+        from bigmodel_cli.models.common import OUTPUT_LAYER
 
         self.context = context
-        self.to_scores = _scores_from_output(model.get_layer("predictions"))
+        self.to_scores = _scores_from_output(model.get_layer(OUTPUT_LAYER))
 
         @tf.function(
             input_signature=[
@@ -319,128 +310,33 @@ class FullDecoder:
         self._run = last_position
 
     def prefill(self, window: list[int]) -> np.ndarray:
-        padded = np.zeros((1, self.context), np.int32)
-        padded[0, : len(window)] = window
+        padded = _padded(window, self.context)
         return self.to_scores(self._run(padded, np.int32(len(window))).numpy())
 
     step = prefill
 
 
-@dataclass
-class _Block:
-    attn_norm: Any
-    attn: Any
-    attn_residual: Any
-    ff_norm: Any
-    ff_1: Any
-    ff_2: Any
-    ff_residual: Any
-
-
-def _layer(model: Any, name: str):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        raise UserError(
-            f"the run's model has no layer {name!r}: the cached decoder knows the causal "
-            "Transformer of models/transformer.py only; try --no-cache"
-        ) from None
-
-
 class CachedDecoder:
-    """One position per token, reusing every block's keys and values of earlier positions.
-
-    The computation is the model's own, layer by layer (see transformer.py): token +
-    position embedding, then per block `x + MHA(LN(x))` with the attention written out
-    from the MultiHeadAttention's projection sublayers, and `x + FF(LN(x))`; then the
-    final LayerNorm and the output layer. Dropout is inactive at inference and skipped.
-    """
+    """One position per token, reusing every block's keys and values of earlier positions:
+    the model's own cached forward pass (models/transformer_cache.py), on the host side."""
 
     def __init__(self, model: Any, context: int):
-        tf = import_tensorflow()
+        from bigmodel_cli.models.common import OUTPUT_LAYER
+        from bigmodel_cli.models.transformer_cache import CachedTransformer
 
         self.context = context
-        embedding = _layer(model, "embedding")
-        self.token_embedding = embedding.token_embedding
-        encoding = embedding.position_encoding
-        self.positions = (
-            encoding.position_embeddings
-            if encoding.positional == "learned"
-            else tf.constant(encoding._table)
-        )
-        count = sum(1 for la in model.layers if la.name.endswith("_attn_norm"))
-        parts = [field.name for field in fields(_Block)]
-        self.blocks = [
-            _Block(*(_layer(model, f"block_{i}_{part}") for part in parts))
-            for i in range(1, count + 1)
-        ]
-        self.final_norm = _layer(model, "final_norm")
-        self.output = _layer(model, "predictions")
-        self.to_scores = _scores_from_output(self.output)
-
-        def buffer(mha, width: int):  # (positions, heads, width), as MHA's projections give
-            zeros = tf.zeros((context, mha._num_heads, width), mha.compute_dtype)
-            return tf.Variable(zeros, trainable=False)
-
-        self.keys = [buffer(b.attn, b.attn._key_dim) for b in self.blocks]
-        self.values = [buffer(b.attn, b.attn._value_dim) for b in self.blocks]
-
-        # Fixed shapes: one trace each, however many tokens are generated.
-        @tf.function(
-            input_signature=[tf.TensorSpec((1, context), tf.int32), tf.TensorSpec((), tf.int32)]
-        )
-        def prefill(tokens, length):
-            hidden = self._forward(tokens, tf.range(context, dtype=tf.int32))
-            return self._head(hidden[:, length - 1 : length])
-
-        @tf.function(input_signature=[tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
-        def step(token, position):
-            hidden = self._forward(tf.reshape(token, (1, 1)), tf.reshape(position, (1,)))
-            return self._head(hidden)
-
-        self._prefill, self._step = prefill, step
-
-    def _forward(self, tokens, positions):
-        """Hidden states `(1, m, d)` of `tokens` `(1, m)` at absolute `positions` `(m,)`;
-        their keys and values are written to the cache, and each position attends to
-        every cached position up to its own."""
-        tf = import_tensorflow()
-
-        x = self.token_embedding(tokens)
-        x = x + tf.cast(tf.gather(self.positions, positions), x.dtype)[None]
-        visible = tf.range(self.context)[None, :] <= positions[:, None]  # (m, C)
-        rows = positions[:, None]
-        for block, keys, values in zip(self.blocks, self.keys, self.values, strict=True):
-            mha = block.attn
-            h = block.attn_norm(x)
-            query = mha._query_dense(h) * (1.0 / math.sqrt(float(mha._key_dim)))
-            keys.scatter_nd_update(rows, mha._key_dense(h)[0])
-            values.scatter_nd_update(rows, mha._value_dense(h)[0])
-            scores = tf.einsum("bmnh,cnh->bnmc", query, keys)  # (1, heads, m, C)
-            scores = tf.where(visible[None, None], scores, tf.cast(MASKED, scores.dtype))
-            weights = tf.nn.softmax(scores, axis=-1)
-            attended = tf.einsum("bnmc,cnh->bmnh", weights, values)
-            x = block.attn_residual([x, mha._output_dense(attended)])
-            h = block.ff_2(block.ff_1(block.ff_norm(x)))
-            x = block.ff_residual([x, h])
-        return x
-
-    def _head(self, hidden):
-        return self.output(self.final_norm(hidden))[0, -1]
+        self.cached = CachedTransformer(model, context)
+        self.to_scores = _scores_from_output(model.get_layer(OUTPUT_LAYER))
 
     def prefill(self, window: list[int]) -> np.ndarray:
-        padded = np.zeros((1, self.context), np.int32)
-        padded[0, : len(window)] = window
-        return self.to_scores(self._prefill(padded, np.int32(len(window))).numpy())
+        padded = _padded(window, self.context)
+        return self.to_scores(self.cached.prefill(padded, np.int32(len(window))).numpy())
 
     def step(self, window: list[int]) -> np.ndarray:
         """Scores after `window`, whose all but last tokens are cached already."""
         position = np.int32(len(window) - 1)
-        return self.to_scores(self._step(np.int32(window[-1]), position).numpy())
+        return self.to_scores(self.cached.step(np.int32(window[-1]), position).numpy())
 
     def traces(self) -> int:
-        """How many graphs the two functions traced (2 when shapes never changed)."""
-        return (
-            self._prefill.experimental_get_tracing_count()
-            + self._step.experimental_get_tracing_count()
-        )
+        """How many graphs the cached pass traced (2 when shapes never changed)."""
+        return self.cached.traces()

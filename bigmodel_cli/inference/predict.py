@@ -32,61 +32,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bigmodel_cli import run_dir
-from bigmodel_cli.config import Config
-from bigmodel_cli.config import load as config_load
 from bigmodel_cli.data.images import IMAGE_SUFFIXES
 from bigmodel_cli.data.limits import MAX_PROBLEMS, array_value_problems, capped
 from bigmodel_cli.data.npz_files import NpzArchive
 from bigmodel_cli.data.sources.csv_file import cell_problem, listing, read_csv_table
 from bigmodel_cli.errors import DataError, UserError
-from bigmodel_cli.spec import DataSpec
+from bigmodel_cli.inference.open_run import TrainedRun, open_run
 
 KINDS = {**dict.fromkeys(IMAGE_SUFFIXES, "image"), ".txt": "text", ".csv": "csv", ".npz": "npz"}
-TUPLE_FIELDS = ("input_shape", "class_names", "token_bytes", "feature_names")  # JSON lists
 BATCH = 256
-
-
-@dataclass
-class TrainedRun:
-    """What predicting needs from a finished run directory."""
-
-    run: run_dir.RunDir
-    cfg: Config
-    spec: DataSpec
-    normalization: dict | None
-    vocabulary: dict | None
-
-
-def open_run(path: Path) -> TrainedRun:
-    run = run_dir.RunDir(path)
-    if not run_dir.is_run_dir(path):
-        raise UserError(f"{path}: not a run directory (no {run_dir.CONFIG})")
-    if not run.summary.is_file():
-        raise UserError(f"{path}: no {run_dir.SUMMARY}; did training finish?")
-    cfg = config_load.config_from_mapping(config_load.read_yaml_mapping(run.config))
-    data = run_dir.read_json(run.summary).get("data") or {}
-    try:
-        raw = dict(data["spec"])
-        for key in TUPLE_FIELDS:
-            if raw.get(key) is not None:
-                raw[key] = tuple(raw[key])
-        spec = DataSpec(**raw)
-        if data.get("normalization"):  # read now: a damaged one is named, not a traceback
-            from bigmodel_cli.data import Normalization
-
-            Normalization.from_json(data["normalization"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise UserError(
-            f"{run.summary}: no valid data spec or normalization; was it written by bigmodel?"
-        ) from None
-    return TrainedRun(run, cfg, spec, data.get("normalization"), run_dir.read_vocabulary(run))
 
 
 # === Which inputs this run takes ==============================================
@@ -287,15 +246,14 @@ def _read_texts(trained: TrainedRun, paths: list[Path]) -> np.ndarray:
     from bigmodel_cli.data.sources.text_dir import encode_texts
     from bigmodel_cli.data.text import vocabulary_from_json
 
-    if trained.vocabulary is None:
-        raise UserError(f"{trained.run.root}: no {run_dir.VOCABULARY}; cannot encode text")
+    vocabulary = vocabulary_from_json(trained.text_vocabulary())
     contents = []
     for path in paths:
         try:  # as text_dir reads its files: a leading BOM dropped, bad bytes replaced
             contents.append(path.read_text(encoding="utf-8-sig", errors="replace"))
         except OSError as err:
             raise DataError(f"{path}: cannot read ({err.strerror})") from None
-    return encode_texts(contents, vocabulary_from_json(trained.vocabulary), trained.cfg)
+    return encode_texts(contents, vocabulary, trained.cfg)
 
 
 def read_inputs(trained: TrainedRun, paths: list[Path]) -> list[tuple[np.ndarray, list[str]]]:
@@ -349,9 +307,8 @@ def predict_run(path: Path, inputs: list[Path]) -> Iterator[dict[str, Any]]:
 
     import_tensorflow()
     from bigmodel_cli.config import defaults
-    from bigmodel_cli.inference.evaluate import load_run_model
 
-    trained = open_run(path)
+    trained = open_run(path, recorded_data=True)
     spec = trained.spec
     if spec.task == "language_model":
         raise UserError(f"{path}: a language model; use `bigmodel generate {path} --prompt TEXT`")
@@ -362,7 +319,7 @@ def predict_run(path: Path, inputs: list[Path]) -> Iterator[dict[str, Any]]:
     labels = [label for _, chunk_labels in chunks for label in chunk_labels]
     if not labels:
         return
-    model, _ = load_run_model(trained.run, trained.cfg, spec)
+    model, _ = trained.load_model()
     loss = defaults.effective_loss(trained.cfg, spec)
     names = list(spec.class_names or [str(c) for c in range(spec.num_classes or 2)])
     outputs = np.asarray(model.predict(x, batch_size=BATCH, verbose=0), np.float64)

@@ -89,6 +89,9 @@ def dense_stack(x, cfg: Config, units: list[int] | None = None):
     return x
 
 
+OUTPUT_LAYER = "predictions"  # the output Dense of every preset
+
+
 def output_layer(x, cfg: Config, spec: DataSpec, units: int | None = None):
     """The single output Dense; `units` overrides the head's (a language model's vocab)."""
     head = defaults.output_head(cfg, spec)
@@ -96,7 +99,7 @@ def output_layer(x, cfg: Config, spec: DataSpec, units: int | None = None):
         units or head.units,
         activation=head.activation,
         dtype="float32",
-        name="predictions",
+        name=OUTPUT_LAYER,
         **kernel_args(cfg),
     )(x)
 

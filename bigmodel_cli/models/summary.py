@@ -64,3 +64,21 @@ def summarize(cfg: Config, base_dir: Path) -> dict[str, Any]:
     result["memory_estimate_bytes"] = estimate.total
     result["memory"] = estimate.to_json(available)
     return result
+
+
+def layer_table(result: dict[str, Any]) -> tuple[str, list[str], list[tuple[Any, ...]]]:
+    """(title, columns, rows) of the layer table `bigmodel validate` prints."""
+    rows = [
+        (la["name"], la["type"], str(tuple(la["output_shape"])), la["params"])
+        for la in result["layers"]
+    ]
+    columns = ["layer", "type", "output shape", "params"]
+    return f"{result['name']}: {result['model_type']}", columns, rows
+
+
+def size_line(result: dict[str, Any]) -> str:
+    """Parameters and FLOPs, one line."""
+    return (
+        f"params: {result['params']:,} (trainable {result['trainable_params']:,})  "
+        f"FLOPs per example: {result['flops_per_example']:,}"
+    )

@@ -33,6 +33,14 @@ from bigmodel_cli.tfenv import import_keras
 keras = import_keras()
 
 LAYER_NORM_EPSILON = 1e-5  # as GPT-2; Keras's 1e-3 is tuned for BatchNormalization
+# Layer names the cached decoder (transformer_cache.py) finds the trained layers by.
+EMBEDDING, FINAL_NORM = "embedding", "final_norm"
+BLOCK_PARTS = ("attn_norm", "attn", "attn_residual", "ff_norm", "ff_1", "ff_2", "ff_residual")
+
+
+def block_layer_name(index: int, part: str) -> str:
+    """The name of one of `BLOCK_PARTS` in block `index` (from 1)."""
+    return f"block_{index}_{part}"
 
 
 def _check_task(cfg: Config, spec: DataSpec) -> None:
@@ -106,7 +114,7 @@ def _embed(inputs, cfg: Config, spec: DataSpec, max_length: int):
             model.d_model,
             positional=model.positional,
             embeddings_regularizer=penalty,
-            name="embedding",
+            name=EMBEDDING,
         )(inputs)
     if model.vocab_size is not None:
         raise ConfigError(
@@ -143,28 +151,30 @@ def _patch_embedding(inputs, cfg: Config):
 
 def encoder_block(x, cfg: Config, index: int, causal: bool):
     """One pre-LayerNorm block: attention then feed-forward, each with a residual."""
-    model, name = cfg.model, f"block_{index}"
-    kernels = common.kernel_args(cfg)
+    model, kernels = cfg.model, common.kernel_args(cfg)
+
+    def name(part: str) -> str:
+        return block_layer_name(index, part)
 
     # === Self-attention ===
-    h = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"{name}_attn_norm")(x)
+    h = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name("attn_norm"))(x)
     h = keras.layers.MultiHeadAttention(
-        model.num_heads, key_dim=model.d_model // model.num_heads, name=f"{name}_attn", **kernels
+        model.num_heads, key_dim=model.d_model // model.num_heads, name=name("attn"), **kernels
     )(h, h, use_causal_mask=causal)
-    h = common.dropout(h, cfg, f"{name}_attn")
-    x = keras.layers.Add(name=f"{name}_attn_residual")([x, h])
+    h = common.dropout(h, cfg, name("attn"))
+    x = keras.layers.Add(name=name("attn_residual"))([x, h])
 
     # === Feed-forward ===
-    h = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"{name}_ff_norm")(x)
+    h = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name("ff_norm"))(x)
     h = keras.layers.Dense(
         model.ff_dim or 4 * model.d_model,
         activation=model.activation,
-        name=f"{name}_ff_1",
+        name=name("ff_1"),
         **kernels,
     )(h)
-    h = keras.layers.Dense(model.d_model, name=f"{name}_ff_2", **kernels)(h)
-    h = common.dropout(h, cfg, f"{name}_ff")
-    return keras.layers.Add(name=f"{name}_ff_residual")([x, h])
+    h = keras.layers.Dense(model.d_model, name=name("ff_2"), **kernels)(h)
+    h = common.dropout(h, cfg, name("ff"))
+    return keras.layers.Add(name=name("ff_residual"))([x, h])
 
 
 def build_transformer(cfg: Config, spec: DataSpec) -> keras.Model:
@@ -187,7 +197,7 @@ def build_transformer(cfg: Config, spec: DataSpec) -> keras.Model:
     # === Encoder blocks ===
     for index in range(1, model.num_layers + 1):
         x = encoder_block(x, cfg, index, causal=is_lm)
-    x = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="final_norm")(x)
+    x = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=FINAL_NORM)(x)
 
     # === Head ===
     if is_lm:

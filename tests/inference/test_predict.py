@@ -91,6 +91,20 @@ def test_not_a_run_directory_exits_2(tmp_path):
     assert code == 2 and "not a run directory" in output
 
 
+def test_a_failed_run_says_it_failed(tmp_path):
+    """A run whose loss became NaN: its summary.json says status failed (and why)."""
+    args = ["train", str(CONFIGS / "diabetes_regression.yaml"), "--set", f"output.dir={tmp_path}"]
+    for override in ("optimizer={name: sgd, learning_rate: 100}", "data.normalize=false"):
+        args += ["--set", override]
+    assert CliRunner().invoke(app, args).exit_code == 1
+    (run,) = [p.parent for p in tmp_path.rglob("summary.json")]
+    np.savez(tmp_path / "patients.npz", x=load_diabetes().data[:5])
+    code, lines, output = predict(run, tmp_path / "patients.npz")
+    assert code == 2 and not lines
+    text = " ".join(output.split())
+    assert "training failed, so the run has no model to use" in text and "NaN" in text
+
+
 # === Runs trained on files (written here) =====================================
 
 
@@ -234,7 +248,8 @@ def test_images_are_refused_by_a_run_trained_on_arrays(digits_run, tmp_path):
 
 def test_image_shape_comes_from_the_training_decoding():
     from bigmodel_cli.config import load as config_load
-    from bigmodel_cli.inference.predict import TrainedRun, image_shape
+    from bigmodel_cli.inference.open_run import TrainedRun
+    from bigmodel_cli.inference.predict import image_shape
     from bigmodel_cli.spec import DataSpec
 
     def shape_of(data: dict, model: dict):
@@ -313,7 +328,8 @@ def test_unreadable_inputs_exit_2_with_a_message(digits_run, tmp_path, make, mes
 def test_text_files_drop_a_bom_as_training_does(tmp_path):
     from bigmodel_cli.config import load as config_load
     from bigmodel_cli.data.sources.text_dir import learn_vocabulary
-    from bigmodel_cli.inference.predict import TrainedRun, read_inputs
+    from bigmodel_cli.inference.open_run import TrainedRun
+    from bigmodel_cli.inference.predict import read_inputs
     from bigmodel_cli.spec import DataSpec
 
     data = {"source": "text_dir", "path": "x", "sequence_length": 12, "tokenizer": "character"}
