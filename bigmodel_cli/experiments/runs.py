@@ -28,6 +28,7 @@ import yaml
 from bigmodel_cli import run_dir
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.experiments import tune_dir
+from bigmodel_cli.run_dir.lock import process_alive
 
 COLUMNS = ["run", "status", "epochs", "best", "test", "started"]
 STATUSES = ("running", "completed", "interrupted", "failed", "pruned")
@@ -108,13 +109,7 @@ def _lock_is_live(run: Path) -> bool:
     pid, host = owner.get("pid"), owner.get("host")
     if host != socket.gethostname() or not isinstance(pid, int):
         return True  # another host's process cannot be checked: trust the lock
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else
-    return True
+    return process_alive(pid)
 
 
 def _trial_status(run: Path) -> str | None:

@@ -153,8 +153,6 @@ def write_hparams(run: Path, name: str, params: dict[str, Any]) -> None:
     HParams dashboard of the tune directory shows the trials side by side."""
     from tensorboard.plugins.hparams import api as hp
 
-    from bigmodel_cli.tfenv import import_tensorflow
-
     tf = import_tensorflow()
     folder = run_dir.RunDir(run).tensorboard
     if not folder.is_dir() or any(folder.glob("events.out.tfevents.*")):

@@ -31,7 +31,8 @@ class _Run(Protocol):
 LOCK = ".lock"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` (on this host) is still running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,7 +94,7 @@ def _stale(owner: dict | None, host: str) -> str | None:
         return "a lock file that names no owner (empty or garbled)"
     if not owner:
         return "a lock released meanwhile"
-    if owner["host"] == host and not _process_alive(owner["pid"]):
+    if owner["host"] == host and not process_alive(owner["pid"]):
         return f"a stale lock left by process {owner['pid']}, which is no longer running"
     return None
 
