@@ -43,12 +43,12 @@ def write_config(tmp_path: Path):
 # processes do not shorten it (these tests already use both cores), so CI's 20 minutes
 # cannot hold them: `make test` skips them, `make test-heavy` runs them (see README, Tests).
 HEAVY = {
-    "tests/models/test_memory.py::test_estimates_are_within_2x_of_measured_peaks": 150,
+    "tests/models/test_memory_estimates.py::test_estimates_are_within_2x_of_measured_peaks": 150,
     "tests/training/test_kill_points.py::test_a_run_killed_at_every_stage_ends_as_the_uninterrupted_run": 115,  # noqa: E501
     "tests/training/test_distribute.py::test_a_worker_lost_mid_training_stops_the_other_cleanly_and_both_resume": 80,  # noqa: E501
-    "tests/cli/test_cli.py::test_smoke_runs_every_shipped_config": 76,
-    "tests/cli/test_cli.py::test_each_architecture_learns[transformer_lm.yaml-accuracy-0.2]": 60,
-    "tests/cli/test_cli.py::test_each_architecture_learns[transformer_classifier.yaml-accuracy-0.6]": 30,  # noqa: E501
+    "tests/cli/test_shipped_configs.py::test_smoke_runs_every_shipped_config": 76,
+    "tests/cli/test_shipped_configs.py::test_each_architecture_learns[transformer_lm.yaml-accuracy-0.2]": 60,  # noqa: E501
+    "tests/cli/test_shipped_configs.py::test_each_architecture_learns[transformer_classifier.yaml-accuracy-0.6]": 30,  # noqa: E501
     "tests/training/test_strategies.py::test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run[mirrored]": 39,  # noqa: E501
     "tests/training/test_strategies.py::test_two_workers_stopped_by_sigterm_resume_and_finish": 38,
     "tests/training/test_distribute.py::test_two_workers_train_one_run_directory": 28,

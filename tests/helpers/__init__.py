@@ -26,6 +26,11 @@ def train(runner, config: Path, *args: str):
     return result
 
 
+def train_into(runner, config: Path, tmp_path: Path, *args: str):
+    """`train` with `output.dir` in `tmp_path`/runs."""
+    return train(runner, config, "--set", f"output.dir={tmp_path / 'runs'}", *args)
+
+
 def run_dir_of(result) -> Path:
     """The run directory a successful `bigmodel train` printed last."""
     assert result.exit_code == 0, result.output
