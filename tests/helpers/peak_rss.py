@@ -8,6 +8,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tests.helpers import forkserver
+
 KILL_ABOVE = 4e9  # a regression must not take the shared machine down with it
 
 
@@ -35,17 +37,26 @@ main()
 """
 
 
-def run_measured(*args: str, timeout: float = 600, env: dict | None = None) -> Run:
-    """Run `bigmodel ARGS...`; killed above KILL_ABOVE (watched every 50 ms)."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env,
-    )  # fmt: skip
-    output, watched = {}, 0
-    readers = [
-        threading.Thread(target=lambda n=n, f=f: output.__setitem__(n, f.read()))
-        for n, f in (("out", process.stdout), ("err", process.stderr))
-    ]
+def run_measured(
+    *args: str, timeout: float = 600, env: dict | None = None, fork: bool = False
+) -> Run:
+    """Run `bigmodel ARGS...`; killed above KILL_ABOVE (watched every 50 ms).
+
+    `fork`: a child of the fork server (tests/helpers/forkserver.py), TensorFlow already
+    imported; its peak is counted from the fork, so compare it only with forked runs.
+    """
+    output, watched, readers = {}, 0, []
+    if fork:
+        process = forkserver.start(*args, env=env, report_peak_rss=True)
+    else:
+        process = subprocess.Popen(
+            [sys.executable, "-c", CLI, *args], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        readers = [
+            threading.Thread(target=lambda n=n, f=f: output.__setitem__(n, f.read()))
+            for n, f in (("out", process.stdout), ("err", process.stderr))
+        ]
     for reader in readers:
         reader.start()
     deadline = time.monotonic() + timeout
@@ -57,6 +68,8 @@ def run_measured(*args: str, timeout: float = 600, env: dict | None = None) -> R
         time.sleep(0.05)
     for reader in readers:
         reader.join()
+    if fork:
+        output["out"], output["err"] = process.communicate()
     stderr, _, reported = output["err"].rpartition("\npeak-rss-kb: ")
     if not reported.strip().isdigit():  # killed: what the watch saw
         return Run(process.returncode, output["out"], output["err"], watched)
