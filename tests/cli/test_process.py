@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONFIGS
+from tests.helpers import CONFIGS, forkserver
 
 BIGMODEL = [sys.executable, "-m", "bigmodel_cli.cli"]
 
@@ -52,23 +52,17 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
     """SIGINT after epoch 2: exit 130 with the resume command; --resume finishes the run with
     each epoch once in metrics.csv and the best value carried over."""
     epochs = 8
-    process = subprocess.Popen(
-        [
-            *BIGMODEL,
-            "train",
-            str(CONFIGS / "digits_mlp.yaml"),
-            "--set",
-            f"train.epochs={epochs}",
-            "--set",
-            "train.early_stopping=null",
-            "--set",
-            "train.steps_per_execution=1",
-            "--set",
-            f"output.dir={tmp_path}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = forkserver.start(
+        "train",
+        str(CONFIGS / "digits_mlp.yaml"),
+        "--set",
+        f"train.epochs={epochs}",
+        "--set",
+        "train.early_stopping=null",
+        "--set",
+        "train.steps_per_execution=1",
+        "--set",
+        f"output.dir={tmp_path}",
     )
     deadline = time.monotonic() + 300
     metrics = None
@@ -89,7 +83,7 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path):
     manifest = run / "checkpoints" / "backup" / "chief" / "manifest.json"
     state = json.loads(manifest.read_text())["state"]  # committed with the backup
 
-    resumed = run_bigmodel("train", "--resume", str(run), "--json")
+    resumed = forkserver.run("train", "--resume", str(run), "--json")
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert [int(r["epoch"]) for r in rows(metrics)] == list(range(1, epochs + 1))

@@ -339,7 +339,7 @@ def test_evaluate_on_other_data_checks_its_values(csv_run, tmp_path):
 def peak_rss_of(args: list[str]) -> tuple[int, int, str]:
     """(exit code, peak resident memory in bytes, output) of `bigmodel ARGS` in a child."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    run = run_measured(*args, env=env)
+    run = run_measured(*args, env=env, fork=True)
     return run.returncode, run.peak_rss, run.stdout + run.stderr
 
 

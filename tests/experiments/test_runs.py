@@ -24,7 +24,7 @@ from rich.console import Console
 
 from bigmodel_cli import console
 from bigmodel_cli.cli import app
-from tests.helpers import REPO, no_traceback
+from tests.helpers import REPO, forkserver, no_traceback
 
 COLUMNS = "epoch,accuracy,loss,val_accuracy,val_loss,lr,seconds,examples_per_second,mfu"
 CONFIG = {
@@ -341,9 +341,7 @@ def test_a_run_being_trained_and_a_half_written_one_crash_nothing(runner, traine
     }
     config.write_text(yaml.safe_dump(document))
     env = {k: v for k, v in os.environ.items() if k != "BIGMODEL_KILL_AT"}
-    process = subprocess.Popen([sys.executable, "-m", "bigmodel_cli.cli", "train", str(config)],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = forkserver.start("train", str(config), env=env)
     try:
         deadline = time.monotonic() + 120
         while not list(folder.glob("long/*/metrics.csv")) and time.monotonic() < deadline:

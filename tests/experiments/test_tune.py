@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bigmodel_cli.cli import app
-from tests.helpers import REPO, no_traceback
+from tests.helpers import forkserver, no_traceback
 
 BASE = {
     "name": "tune-test",
@@ -311,10 +310,7 @@ def _tune_process(*args: str, kill_at: str | None = None) -> subprocess.Complete
     env = {k: v for k, v in os.environ.items() if k != "BIGMODEL_KILL_AT"}
     if kill_at:
         env["BIGMODEL_KILL_AT"] = kill_at
-    return subprocess.run(
-        [sys.executable, "-m", "bigmodel_cli.cli", "tune", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
-    )  # fmt: skip
+    return forkserver.run("tune", *args, env=env)
 
 
 @pytest.mark.slow

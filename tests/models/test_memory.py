@@ -87,7 +87,7 @@ def oversized_runs(tmp_path_factory) -> dict:
         path = config if Path(config).is_absolute() else str(CONFIGS / config)
         extra = ["--set", f"output.dir={out / name}"] if command == "train" else []
         sets = [arg for value in overrides for arg in ("--set", value)]
-        return item, run_measured(command, path, *sets, *extra)
+        return item, run_measured(command, path, *sets, *extra, fork=True)
 
     with ThreadPoolExecutor(2) as pool:
         results = dict(pool.map(run, RUNS))

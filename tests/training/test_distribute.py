@@ -18,7 +18,7 @@ from bigmodel_cli.config import DistributeConfig
 from bigmodel_cli.distribution import _check_tf_config, resolve_strategy_name
 from bigmodel_cli.errors import UserError
 from bigmodel_cli.rendezvous import wait_for_cluster
-from tests.helpers import CONFIGS, REPO, no_traceback
+from tests.helpers import CONFIGS, REPO, forkserver, no_traceback
 from tests.helpers.cluster import free_port, tf_config
 
 # === Choosing a strategy ======================================================
@@ -152,12 +152,9 @@ def test_mirrored_on_two_devices_matches_the_default_strategy(tmp_path):
 # === Two workers on 127.0.0.1 =================================================
 
 
-def start_worker(ports: list[int], index: int, out: Path, *overrides: str) -> subprocess.Popen:
+def start_worker(ports: list[int], index: int, out: Path, *overrides: str) -> forkserver.Process:
     env = {**os.environ, "TF_CONFIG": tf_config(ports, index)}
     command = [
-        sys.executable,
-        "-m",
-        "bigmodel_cli.cli",
         "train",
         str(CONFIGS / "digits_mlp.yaml"),
         "--json",
@@ -169,9 +166,7 @@ def start_worker(ports: list[int], index: int, out: Path, *overrides: str) -> su
         f"output.dir={out}",
         *overrides,
     ]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
-    )
+    return forkserver.start(*command, env=env)
 
 
 @pytest.mark.multiprocess
@@ -221,7 +216,7 @@ def test_a_worker_lost_mid_training_stops_the_other_cleanly_and_both_resume(tmp_
     """SIGKILL one of two workers after an epoch: the survivor exits 1 (no traceback, no
     hang) with the resume command; both workers resumed from the chief's run directory
     finish the run with each epoch once."""
-    epochs = 12
+    epochs = 6
     out = tmp_path / "runs"
     ports = [free_port(), free_port()]
     workers = [start_worker(ports, i, out, "--set", f"train.epochs={epochs}") for i in (0, 1)]
@@ -242,13 +237,12 @@ def test_a_worker_lost_mid_training_stops_the_other_cleanly_and_both_resume(tmp_
 
     ports = [free_port(), free_port()]
     resumed = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bigmodel_cli.cli", "train", "--resume", str(run), "--json"],
+        forkserver.start(
+            "train",
+            "--resume",
+            str(run),
+            "--json",
             env={**os.environ, "TF_CONFIG": tf_config(ports, i)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
         )
         for i in (0, 1)
     ]

@@ -13,17 +13,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import REPO, no_traceback
+from tests.helpers import forkserver, no_traceback
 from tests.helpers.disk import fill, free, mount_tmpfs, remount, unmount
 
-BIGMODEL = [sys.executable, "-m", "bigmodel_cli.cli"]
 CONFIG = {
     "name": "full-disk",
     "seed": 3,
@@ -55,11 +53,10 @@ def environment(stop_at: str | None = None) -> dict:
 
 
 def bigmodel(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*BIGMODEL, *args], capture_output=True, text=True,
-                          env=environment(), cwd=REPO, timeout=600)  # fmt: skip
+    return forkserver.run(*args, env=environment())
 
 
-def wait_until_stopped(process: subprocess.Popen) -> None:
+def wait_until_stopped(process: forkserver.Process) -> None:
     """Until the run has stopped itself at its point (state T), or has ended."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
@@ -73,9 +70,7 @@ def wait_until_stopped(process: subprocess.Popen) -> None:
 
 def run_into_full_disk(config: Path, disk: Path, stop_at: str, action) -> tuple[int, str]:
     """Train until `stop_at`, do `action(disk)` (fill it, shrink it), go on."""
-    process = subprocess.Popen([*BIGMODEL, "train", str(config)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=environment(stop_at),
-                               cwd=REPO)  # fmt: skip
+    process = forkserver.start("train", str(config), env=environment(stop_at))
     try:
         wait_until_stopped(process)
         action(disk)

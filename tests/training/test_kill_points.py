@@ -14,17 +14,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from tests.helpers import REPO, no_traceback
+from tests.helpers import forkserver, no_traceback
 
-BIGMODEL = [sys.executable, "-m", "bigmodel_cli.cli"]
 CONFIG = {
     "name": "kill-test",
     "seed": 7,
@@ -49,9 +46,7 @@ def bigmodel(*args: str, kill_at: str | None = None, timeout: int = 300):
     env.pop("BIGMODEL_KILL_AT", None)
     if kill_at:
         env["BIGMODEL_KILL_AT"] = kill_at
-    return subprocess.run(
-        [*BIGMODEL, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout
-    )
+    return forkserver.run(*args, env=env, timeout=timeout)
 
 
 def write_config(folder: Path) -> Path:

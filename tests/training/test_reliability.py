@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bigmodel_cli.cli import app
-from tests.helpers import CONFIGS, REPO, no_traceback
+from tests.helpers import CONFIGS, REPO, forkserver, no_traceback
 
 BIGMODEL = [sys.executable, "-m", "bigmodel_cli.cli"]
 # A recurrent model: ~25 steps per epoch that take long enough to be killed in between.
@@ -36,20 +36,12 @@ COMMON = [
 ]
 
 
-def start(out: Path, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*BIGMODEL, "train", str(CONFIG), *COMMON, "--set", f"output.dir={out}", *overrides],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+def start(out: Path, *overrides: str) -> forkserver.Process:
+    return forkserver.start("train", str(CONFIG), *COMMON, "--set", f"output.dir={out}", *overrides)
 
 
 def finish(*args: str) -> dict:
-    result = subprocess.run(
-        [*BIGMODEL, *args, "--json"], capture_output=True, text=True, timeout=900, cwd=REPO
-    )
+    result = forkserver.run(*args, "--json", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
@@ -71,7 +63,7 @@ def backups(run: Path) -> int:
         return 0  # not there yet, or being replaced this instant
 
 
-def wait_for(process: subprocess.Popen, out: Path, ready) -> Path:
+def wait_for(process: forkserver.Process, out: Path, ready) -> Path:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
         runs = [p.parent for p in out.glob("*/*/config.yaml")]  # OUT/NAME/STAMP/
@@ -186,13 +178,7 @@ def test_sigterm_saves_prints_the_resume_command_and_exits_143(tmp_path):
     shutil.copytree(run, damaged)
     data_file = next((damaged / "checkpoints" / "backup" / "chief").glob("ckpt-*.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:-8] + b"\0" * 8)
-    refused = subprocess.run(
-        [*BIGMODEL, "train", "--resume", str(damaged)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    refused = forkserver.run("train", "--resume", str(damaged), timeout=300)
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "does not match manifest.json" in refused.stderr and no_traceback(refused.stderr)
 

@@ -8,25 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONFIGS, REPO, no_traceback
+from tests.helpers import CONFIGS, forkserver, no_traceback
 from tests.helpers.cluster import free_port, tf_config
 
-# The CLI, with the CPU split into two logical devices first (for mirrored).
-LAUNCH = """
-import sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from bigmodel_cli.cli import main
-sys.argv = ["bigmodel", *sys.argv[1:]]
-main()
-"""
 COMMON = [
     "--set", "train.epochs=3",
     "--set", "train.early_stopping=null",
@@ -42,10 +30,8 @@ def bigmodel(*args: str, kill_at: str | None = None, env: dict | None = None):
     env.pop("BIGMODEL_KILL_AT", None)
     if kill_at:
         env["BIGMODEL_KILL_AT"] = kill_at
-    return subprocess.run(
-        [sys.executable, "-c", LAUNCH, *args], capture_output=True, text=True, env=env,
-        cwd=REPO, timeout=600,
-    )  # fmt: skip
+    # The CPU split into two logical devices first (for mirrored).
+    return forkserver.run(*args, env=env, logical_cpus=2)
 
 
 def metrics(run: Path) -> list[dict]:
@@ -100,7 +86,7 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, st
 def test_two_workers_stopped_by_sigterm_resume_and_finish(tmp_path):
     out = tmp_path / "runs"
 
-    def workers(*args: str, kill_at: str | None = None) -> list[subprocess.Popen]:
+    def workers(*args: str, kill_at: str | None = None) -> list[forkserver.Process]:
         ports = [free_port(), free_port()]
         started = []
         for index in (0, 1):
@@ -108,10 +94,7 @@ def test_two_workers_stopped_by_sigterm_resume_and_finish(tmp_path):
             env.pop("BIGMODEL_KILL_AT", None)
             if kill_at:
                 env["BIGMODEL_KILL_AT"] = kill_at
-            started.append(subprocess.Popen(
-                [sys.executable, "-m", "bigmodel_cli.cli", *args], env=env, cwd=REPO,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            ))  # fmt: skip
+            started.append(forkserver.start(*args, env=env))
         return started
 
     # A scheduler preempting the job signals every worker; here both at the same step.
