@@ -126,6 +126,13 @@ def evaluate(
         Optional[Path],  # noqa: UP045
         typer.Option("--data", metavar="CONFIG", help="Score on this config's data section."),
     ] = None,
+    steps: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            help="Score the split's first N batches (default: train.validation_steps, "
+            "else all of it)."
+        ),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Load the run's best model, score it on a split, write eval.json."""
@@ -133,7 +140,7 @@ def evaluate(
     from bigmodel_cli.inference.evaluate import tables as evaluate_tables
 
     try:
-        result = evaluate_run(run_dir, split, data)
+        result = evaluate_run(run_dir, split, data, steps)
     except UserError as err:
         raise _fail(err) from None
     if json_:

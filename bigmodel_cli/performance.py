@@ -15,6 +15,7 @@ import platform
 import time
 from pathlib import Path
 
+from bigmodel_cli.cache import cache_root
 from bigmodel_cli.tfenv import import_tensorflow
 
 # One call into the graph costs ~0.3-1 ms of Python and runtime overhead. Bundling steps
@@ -52,10 +53,7 @@ def bf16_pays_off(flops_per_example: int, batch_size: int) -> bool:
 
 
 def _cache_path() -> Path:
-    root = os.environ.get("BIGMODEL_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bigmodel"
-    )
-    return Path(root) / "peak_flops.json"
+    return cache_root() / "peak_flops.json"
 
 
 def _cpu_model() -> str:

@@ -42,15 +42,66 @@ class DataSpec:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TokenWindows:
+    """Next-token sequences read from a token file (data/token_cache.py) as they are
+    needed: sequence i is the file's tokens [i * length, (i + 1) * length) as inputs and
+    the same shifted by one as labels. A batch maps the file for the time it is read,
+    so the pages it touched do not stay in the process (nanoGPT does the same)."""
+
+    path: str
+    dtype: str  # uint16, or uint32 for a vocabulary over 65,536 tokens
+    count: int  # sequences
+    length: int  # tokens per sequence
+
+    def head(self, count: int) -> TokenWindows:
+        return TokenWindows(self.path, self.dtype, min(count, self.count), self.length)
+
+    def views(self) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, labels) as read-only arrays over the file: for their shape and a few
+        rows, never to read whole (that would bring the file into memory)."""
+        ids = np.memmap(self.path, dtype=self.dtype, mode="r")
+        n, length = self.count, self.length
+        return ids[: n * length].reshape(n, length), ids[1 : n * length + 1].reshape(n, length)
+
+    def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, labels) of the sequences `indices`, as int32."""
+        ids = np.memmap(self.path, dtype=self.dtype, mode="r")
+        starts = np.asarray(indices, np.int64)[:, None] * self.length
+        rows = ids[starts + np.arange(self.length + 1)].astype(np.int32)
+        del ids  # unmapped: what the batch touched leaves the process with it
+        return rows[:, :-1], rows[:, 1:]
+
+
 @dataclass
 class Arrays:
-    """One split: inputs `x` (n, *input_shape) and labels `y` (n,) or (n, target_size)."""
+    """One split: inputs `x` (n, *input_shape) and labels `y` (n,) or (n, target_size).
+
+    `windows`: the split is read from a token file as it trains (text_corpus); `x` and
+    `y` are then views of that file."""
 
     x: np.ndarray
     y: np.ndarray
+    windows: TokenWindows | None = None
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @classmethod
+    def from_windows(cls, windows: TokenWindows) -> Arrays:
+        return cls(*windows.views(), windows=windows)
+
+    def bounded(self, steps: int | None, batch_size: int) -> Arrays:
+        """The first `steps` batches (all of it for None): what a capped pass reads."""
+        if steps is None or steps * batch_size >= len(self):
+            return self
+        return self.head(steps * batch_size)
+
+    def head(self, count: int) -> Arrays:
+        """The first `count` examples."""
+        if self.windows is not None:
+            return Arrays.from_windows(self.windows.head(count))
+        return Arrays(self.x[:count], self.y[:count])
 
 
 @dataclass

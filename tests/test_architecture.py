@@ -34,7 +34,7 @@ LAYERS = (
     ("distribution", "rendezvous", "performance"),
     ("data",),
     ("config", "spec"),
-    ("run_dir", "errors", "tfenv", "console", "faults"),
+    ("run_dir", "errors", "tfenv", "console", "faults", "cache"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -144,6 +144,12 @@ class TrainConfig(Section):
     steps_per_epoch: PositiveInt | None = Field(
         None, description="Cap on batches per epoch (default: the whole training split)."
     )
+    validation_steps: PositiveInt | None = Field(
+        None,
+        description="Cap on batches per validation pass, and for the test score at the end "
+        "of training and `bigmodel evaluate` (default: the whole split): the split's first "
+        "batches, the same ones each time. For corpora too large to score whole.",
+    )
     time_limit_minutes: float | None = Field(
         None,
         gt=0,

@@ -122,7 +122,7 @@ def _split(
     notes = list(raw.notes)
     if raw.dealt is not None:
         dealt, limited = limit_dealt(raw.dealt, cfg)
-        splits = {name: Arrays(*pair) if len(pair[0]) else None for name, pair in dealt.items()}
+        splits = {name: part if len(part) else None for name, part in dealt.items()}
         return splits, notes + limited
     if cfg.data.limit and cfg.data.limit < len(raw.x):
         notes.append(f"data.limit: using {cfg.data.limit} of {len(raw.x)} examples")

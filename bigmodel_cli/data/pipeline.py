@@ -11,22 +11,23 @@ import numpy as np
 
 from bigmodel_cli.config import Config
 from bigmodel_cli.config.defaults import effective_loss, one_hot_labels
-from bigmodel_cli.spec import Arrays, DataSpec
+from bigmodel_cli.spec import Arrays, DataSpec, TokenWindows
 from bigmodel_cli.tfenv import import_tensorflow
 
 ONE_HOT_IN_MEMORY_MAX = 1 << 24  # labels as float32: 64 MB
 
 
-def _epoch_stream(x: np.ndarray, y: np.ndarray, cfg: Config, start: tuple[int, int]):
+def _epoch_stream(n: int, gather, cfg: Config, start: tuple[int, int]):
     """Batches of epochs `start[0]`, `start[0] + 1`, ... without end, the first epoch's
     first `start[1]` batches skipped. Each epoch is a permutation of the example indices
     seeded by (seed, epoch), so any position of the stream is reached without reading
     what comes before it, and a resumed run sees the batches an uninterrupted run would.
+    `gather` turns a batch of indices into its (inputs, labels).
     """
     tf = import_tensorflow()
 
     first_epoch, first_step = start
-    n, batch_size, shuffle = len(x), cfg.data.batch_size, cfg.data.shuffle
+    batch_size, shuffle = cfg.data.batch_size, cfg.data.shuffle
     seed = tf.constant(cfg.seed, tf.int64)
 
     def epoch_batches(epoch):
@@ -38,12 +39,38 @@ def _epoch_stream(x: np.ndarray, y: np.ndarray, cfg: Config, start: tuple[int, i
         skipped = tf.where(epoch == first_epoch, tf.constant(first_step, tf.int64), 0)
         return batches.skip(skipped)
 
-    inputs, labels = tf.constant(x), tf.constant(y)
     stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch_batches)
-    return stream.map(
-        lambda index: (tf.gather(inputs, index), tf.gather(labels, index)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    return stream.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _in_memory_gather(x: np.ndarray, y: np.ndarray):
+    tf = import_tensorflow()
+    inputs, labels = tf.constant(x), tf.constant(y)
+    return lambda index: (tf.gather(inputs, index), tf.gather(labels, index))
+
+
+def _window_gather(windows: TokenWindows):
+    """Batches read from the token file, in parallel, as the pipeline asks for them."""
+    tf = import_tensorflow()
+    length = windows.length
+
+    def gather(index):
+        x, y = tf.numpy_function(windows.read, [index], (tf.int32, tf.int32), stateful=False)
+        x.set_shape([None, length])
+        y.set_shape([None, length])
+        return x, y
+
+    return gather
+
+
+def _windows_dataset(windows: TokenWindows, cfg: Config, start: tuple[int, int] | None):
+    """A token file's sequences: the seeded epoch stream (training), or once in order."""
+    tf = import_tensorflow()
+    gather = _window_gather(windows)
+    if start is not None:
+        return _epoch_stream(windows.count, gather, cfg, start)
+    batches = tf.data.Dataset.range(windows.count).batch(cfg.data.batch_size)
+    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def make_dataset(
@@ -66,6 +93,15 @@ def make_dataset(
     """
     tf = import_tensorflow()  # here, not at import: loading and validating stay light
 
+    if arrays.windows is not None:  # a token file (text_corpus): int32 ids and labels
+        effective_loss(cfg, spec)  # a loss that contradicts the data fails here too
+        ds = _windows_dataset(arrays.windows, cfg, start if training else None)
+        if one_hot_labels(cfg, spec):
+            depth = spec.num_classes
+            ds = ds.map(
+                lambda xb, yb: (xb, tf.one_hot(yb, depth)), num_parallel_calls=tf.data.AUTOTUNE
+            )
+        return _finish(tf, ds)
     x = arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
     y = _labels(arrays.y, len(x), cfg, spec)
     encode_in_map = one_hot_labels(cfg, spec)
@@ -74,7 +110,7 @@ def make_dataset(
         y = np.eye(spec.num_classes, dtype=np.float32)[y]
         encode_in_map = False
     if training and start is not None:
-        ds = _epoch_stream(x, y, cfg, start)
+        ds = _epoch_stream(len(x), _in_memory_gather(x, y), cfg, start)
     else:
         # No cache(): the slices already live in memory, caching would only copy them.
         ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -93,8 +129,13 @@ def make_dataset(
         if start is not None:
             first_batch = start[0] * math.ceil(len(x) / cfg.data.batch_size) + start[1]
         ds = augment_batches(ds, cfg.data.augment, cfg.seed, first_batch)
+    return _finish(tf, ds)
+
+
+def _finish(tf, ds):
     options = tf.data.Options()
-    # In-memory data has no files to shard; say so, instead of TF trying FILE and warning.
+    # Batches of indices have no files to shard; say so, instead of TF trying FILE and
+    # warning: each worker takes its share of the batches.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 

@@ -1,6 +1,6 @@
 """What every reader returns: the examples of a source in their native shape.
 
-A leaf module (NumPy only), so the readers under `sources/` and the steps of `load_data`
+A leaf module (NumPy and spec only), so the readers under `sources/` and the steps of `load_data`
 share the type without importing each other.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from bigmodel_cli.spec import Arrays
 
 SPLITS = ("train", "validation", "test")
 
@@ -33,7 +35,7 @@ class RawData:
     class_names: tuple[str, ...] | None = None
     vocab_size: int | None = None
     test: tuple[np.ndarray, np.ndarray] | None = None  # the file's own test split
-    dealt: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    dealt: dict[str, Arrays] | None = None
     notes: list[str] = field(default_factory=list)
     feature_names: tuple[str, ...] | None = None  # csv: the input columns, in order
     # Text language models (text_corpus): the vocabulary the ids are from, bytes of text
@@ -50,7 +52,7 @@ class DealtDocuments:
     tokens are made from the training portion's vocabulary before `load_data` checks the
     model against them (the vocabulary sizes the model's embedding)."""
 
-    portions: dict[str, list[bytes]]  # split name -> documents
+    portions: dict[str, list]  # split name -> documents (text_corpus.Document)
     files: int  # files matched
     digest: str  # SHA-256 of the documents read, in order
     description: str

@@ -94,19 +94,17 @@ def file_test_split(test: tuple[np.ndarray, np.ndarray], cfg: Config) -> Arrays:
     return Arrays(x, y)
 
 
-def limit_dealt(
-    dealt: dict[str, tuple[np.ndarray, np.ndarray]], cfg: Config
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+def limit_dealt(dealt: dict[str, Arrays], cfg: Config) -> tuple[dict[str, Arrays], list[str]]:
     """Splits a reader dealt itself, with `data.limit` applied, and the note saying so.
 
     As for other sources, the limit counts every split's examples; the held-out portions
     keep their share (at least one sequence each).
     """
-    total = sum(len(pair[0]) for pair in dealt.values())
+    total = sum(len(part) for part in dealt.values())
     if not cfg.data.limit or cfg.data.limit >= total:
         return dealt, []
     shares = {"test": cfg.data.test_split, "validation": cfg.data.validation_split}
     keep = {k: max(1, round_half_up(cfg.data.limit * f)) for k, f in shares.items()}
     keep["train"] = max(1, cfg.data.limit - keep["test"] - keep["validation"])
-    limited = {k: (xs[: keep[k]], ys[: keep[k]]) for k, (xs, ys) in dealt.items()}
+    limited = {k: part.head(keep[k]) for k, part in dealt.items()}
     return limited, [f"data.limit: using {cfg.data.limit} of {total} sequences"]

@@ -6,9 +6,9 @@ is learned from the training split only (or taken from a trained run's
   `character` vocabulary of at most `max_tokens` ids: its first `sequence_length`
   tokens, padded with 0 in front.
 - **documents** (text_corpus): each split is one stream of `byte` or `bpe` ids,
-  documents joined by an end-of-document token, cut into sequences of
-  `sequence_length + 1` tokens: the inputs are the first `sequence_length`, the labels
-  the same shifted by one. Sequences are packed across document boundaries (no
+  documents joined by an end-of-document token, kept in a token file
+  (data/token_cache.py) and cut into sequences of `sequence_length` inputs whose labels
+  are the same shifted by one. Sequences are packed across document boundaries (no
   padding); a trailing piece shorter than one sequence is dropped.
 """
 
@@ -19,14 +19,10 @@ import numpy as np
 from bigmodel_cli.config import Config
 from bigmodel_cli.data.defaults import TEXT_CORPUS_SEQUENCE_LENGTH, TEXT_DIR_SEQUENCE_LENGTH
 from bigmodel_cli.data.raw import DealtDocuments, RawData
-from bigmodel_cli.data.text import (
-    ByteVocabulary,
-    WordVocabulary,
-    learn_bpe,
-    vocabulary_from_json,
-)
+from bigmodel_cli.data.text import WordVocabulary, vocabulary_from_json
+from bigmodel_cli.data.token_cache import corpus_tokens, portion_bytes
 from bigmodel_cli.errors import DataError
-from bigmodel_cli.spec import Arrays
+from bigmodel_cli.spec import Arrays, TokenWindows
 
 DEFAULT_MAX_TOKENS = 20_000
 
@@ -89,21 +85,6 @@ def pack(ids: np.ndarray, sequence_length: int) -> tuple[np.ndarray, np.ndarray]
     return x, y
 
 
-def learn_corpus_vocabulary(cfg: Config, train_documents: list[bytes]):
-    if cfg.data.tokenizer == "bpe":
-        return learn_bpe(train_documents, cfg.data.vocab_size or 1024)
-    return ByteVocabulary.learn(b"".join(train_documents))
-
-
-def encode_stream(vocabulary, documents: list[bytes]) -> np.ndarray:
-    """One stream of ids: each document followed by the end-of-document token."""
-    eod = np.asarray([vocabulary.end_of_document], np.int64)
-    parts = []
-    for doc in documents:
-        parts += [vocabulary.encode_bytes(doc, strict=False), eod]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-
 def given_corpus_vocabulary(vocabulary: dict | None):
     """A trained run's vocabulary to encode a corpus with (byte or bpe), or None."""
     given = vocabulary_from_json(vocabulary) if vocabulary else None
@@ -116,24 +97,32 @@ def given_corpus_vocabulary(vocabulary: dict | None):
 
 
 def encode_documents(dealt: DealtDocuments, cfg: Config, vocabulary: dict | None) -> RawData:
-    """Packed (x, y) token sequences of each portion, with the training portion's
-    vocabulary (or `vocabulary`, a trained run's), as RawData whose splits are dealt."""
+    """Packed (x, y) token sequences of each portion, read from its token file (made
+    once, data/token_cache.py), with the training portion's vocabulary (or
+    `vocabulary`, a trained run's), as RawData whose splits are dealt."""
     given = given_corpus_vocabulary(vocabulary)
     length = cfg.data.sequence_length or TEXT_CORPUS_SEQUENCE_LENGTH
-    words = given or learn_corpus_vocabulary(cfg, dealt.portions["train"])
-    splits, streams, problems = {}, {}, []
+    corpus = corpus_tokens(dealt, cfg, given)
+    words = corpus.vocabulary
+    splits, problems = {}, []
     for name, docs in dealt.portions.items():  # test, validation, train
-        streams[name] = encode_stream(words, docs)
-        splits[name] = pack(streams[name], length)
-        if docs and len(splits[name][0]) == 0:
-            problems.append(_too_short(name, len(streams[name]), length, dealt))
+        stored = corpus.files[name]
+        count = max(0, (stored.tokens - 1) // length)
+        if count:
+            windows = TokenWindows(str(stored.path), corpus.dtype, count, length)
+            splits[name] = Arrays.from_windows(windows)
+        else:
+            empty = np.zeros((0, length), np.int64)
+            splits[name] = Arrays(empty, empty)
+        if docs and not count:
+            problems.append(_too_short(name, stored.tokens, length, dealt))
     if problems:
         raise DataError(problems)
-    measure = streams["validation"] if len(splits["validation"][0]) else streams["train"]
-    x, y = splits["train"]
+    measure = corpus.files["validation" if len(splits["validation"]) else "train"]
+    train = splits["train"]
     return RawData(
-        x=x,
-        y=y,
+        x=train.x,
+        y=train.y,
         task="language_model",
         kind="tokens",
         description=f"{dealt.description}, {words.kind} tokens (vocabulary {words.size}), "
@@ -142,9 +131,10 @@ def encode_documents(dealt: DealtDocuments, cfg: Config, vocabulary: dict | None
         vocab_size=words.size,
         dealt=splits,
         vocabulary=words,
-        bytes_per_token=words.bytes_per_token(measure),
+        bytes_per_token=measure.text_bytes / max(measure.tokens, 1),
         token_bytes=tuple(words.token_bytes()),
         digest=dealt.digest,
+        notes=[f"token files: {corpus.folder}" + (" (reused)" if corpus.reused else "")],
     )
 
 
@@ -155,7 +145,7 @@ def _too_short(name: str, tokens: int, length: int, dealt: DealtDocuments) -> st
             f"one sequence of data.sequence_length + 1 = {length + 1}; use more text, a "
             f"larger {name}_split, or a shorter sequence_length"
         )
-    total = sum(len(d) for docs in dealt.portions.values() for d in docs)
+    total = sum(portion_bytes(docs) for docs in dealt.portions.values())
     return (
         f"data: the corpus ({total:,} bytes in {dealt.files} file(s)) gives "
         f"{tokens} training tokens, fewer than one sequence of "

@@ -20,9 +20,11 @@ MAX_REPORTED_CLASSES = 100  # past this a per-class table stops being readable
 
 
 def score(model: Any, arrays: Arrays, cfg: Config, spec: DataSpec) -> dict[str, float]:
-    """Loss and metrics of a compiled model on one split."""
+    """Loss and metrics of a compiled model on one split (its first
+    `train.validation_steps` batches when that is set)."""
     from bigmodel_cli.data import make_dataset
 
+    arrays = arrays.bounded(cfg.train.validation_steps, cfg.data.batch_size)
     dataset = make_dataset(arrays, cfg, spec, training=False)
     results = model.evaluate(dataset, return_dict=True, verbose=0)
     return {name: float(value) for name, value in results.items()}
@@ -91,9 +93,13 @@ def score_saved_model(run: run_dir.RunDir, arrays: Arrays, cfg: Config, spec: Da
 
 
 def evaluate_run(
-    path: Path, split: str = "test", data_config: Path | None = None
+    path: Path, split: str = "test", data_config: Path | None = None, steps: int | None = None
 ) -> dict[str, Any]:
-    """Score a run's model on a split of its data (or of `data_config`'s data section)."""
+    """Score a run's model on a split of its data (or of `data_config`'s data section):
+    its first `steps` batches, by default the run's `train.validation_steps` (all of it
+    when that is unset, as the test score at the end of training)."""
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps {steps}: give a number of batches of at least 1")
     if split not in SPLITS:
         hint = config_load.did_you_mean(split, SPLITS)
         raise UserError(
@@ -126,6 +132,11 @@ def evaluate_run(
     arrays = bundle.split(split)
     if arrays is None:
         raise UserError(f"--split {split}: the data has no {split} split (data.{split}_split is 0)")
+    if steps is not None:
+        cfg = cfg.model_copy(
+            update={"train": cfg.train.model_copy(update={"validation_steps": steps})}
+        )
+    arrays = arrays.bounded(cfg.train.validation_steps, cfg.data.batch_size)
     spec = bundle.spec
     loss_cfg = defaults.effective_loss(cfg, spec)
     model, model_path = load_for_scoring(run, cfg, spec)

@@ -140,6 +140,11 @@ def data_bytes(cfg: Config, bundle: Any) -> DataPart:
     whichever is larger (`what` is then empty: the caller words the bytes held)."""
     held = loaded = 0
     for part in (bundle.train, bundle.validation, bundle.test) if bundle is not None else ():
+        if part is not None and part.windows is not None:
+            # Read from a token file a batch at a time: held are the epoch's order (an
+            # int64 per sequence, with its sort keys and argsort, ~3x) and no tokens.
+            loaded += 3 * 8 * len(part)
+            continue
         for array in (part.x, part.y) if part is not None else ():
             held += array.nbytes
             kind = "float" if array is part.x and array.dtype.kind == "f" else "other"

@@ -59,7 +59,8 @@ def prepare_data(start: Start, runtime: Runtime) -> Prepared:
     train_ds = data_lib.make_dataset(bundle.train, cfg, spec, training=True, start=stream_start)
     val_ds = None
     if bundle.validation is not None:
-        val_ds = data_lib.make_dataset(bundle.validation, cfg, spec, training=False)
+        validation = bundle.validation.bounded(cfg.train.validation_steps, cfg.data.batch_size)
+        val_ds = data_lib.make_dataset(validation, cfg, spec, training=False)
     return Prepared(
         bundle, spec, loss_cfg, metric_names, train_ds, val_ds, steps_per_epoch, batches_per_epoch
     )

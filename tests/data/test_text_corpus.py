@@ -14,7 +14,12 @@ from bigmodel_cli.cli import app
 from bigmodel_cli.config.load import load_config
 from bigmodel_cli.data import load_data
 from bigmodel_cli.data import text as text_tokens
-from bigmodel_cli.data.sources.text_corpus import deal_documents
+from bigmodel_cli.data.sources.text_corpus import (
+    deal_documents,
+    document_size,
+    list_documents,
+    read_document,
+)
 from bigmodel_cli.data.tokenize import pack
 from bigmodel_cli.errors import DataError
 from tests.helpers import no_traceback
@@ -32,8 +37,10 @@ def corpus_cfg(paths, **data):
 def test_documents_go_whole_to_one_split_and_train_learns_the_vocabulary(tmp_path):
     write_documents(tmp_path / "docs")
     # A byte that only a held-out document contains never enters the vocabulary.
-    documents = [p.read_bytes() for p in sorted((tmp_path / "docs").glob("*.txt"))]
-    portions = deal_documents(documents, 0.1, 0.1, seed=42)
+    files = sorted((tmp_path / "docs").glob("*.txt"))
+    documents = [p.read_bytes() for p in files]
+    dealt = deal_documents(list_documents(files, None), 0.1, 0.1, seed=42)
+    portions = {name: [read_document(d) for d in docs] for name, docs in dealt.items()}
     assert sorted(sum(portions.values(), [])) == sorted(documents)
     assert all(portions[k] for k in ("train", "validation", "test"))
     held_out = portions["test"][0]
@@ -170,10 +177,13 @@ def test_a_byte_lm_stops_at_its_time_limit(runner, write_config, tmp_path):
     assert summary["stop_reason"] == "time_limit" and summary["epochs_run"] < 1000
 
 
-def test_one_large_document_cannot_swallow_a_held_out_split():
-    documents = [b"x" * 5000] + [bytes([65 + i % 20]) * 10 for i in range(200)]
-    portions = deal_documents(documents, 0.1, 0.1, seed=0)
-    sizes = {name: sum(map(len, docs)) for name, docs in portions.items()}
+def test_one_large_document_cannot_swallow_a_held_out_split(tmp_path):
+    files = [tmp_path / f"{i:03d}.txt" for i in range(201)]
+    files[0].write_bytes(b"x" * 5000)
+    for i, path in enumerate(files[1:]):
+        path.write_bytes(bytes([65 + i % 20]) * 10)
+    portions = deal_documents(list_documents(files, None), 0.1, 0.1, seed=0)
+    sizes = {name: sum(map(document_size, docs)) for name, docs in portions.items()}
     assert sizes["test"] <= 0.15 * 7000 and sizes["validation"] <= 0.15 * 7000
     assert sizes["train"] >= 0.7 * 7000
 

@@ -144,15 +144,20 @@ def _merge_pair(ids, pair: tuple[int, int], new: int) -> list[int]:
 
 
 def learn_bpe(
-    documents: list[bytes], vocab_size: int, max_bytes: int = BPE_LEARN_MAX_BYTES
+    documents: list[bytes],
+    vocab_size: int,
+    max_bytes: int = BPE_LEARN_MAX_BYTES,
+    byte_values: tuple[int, ...] | None = None,
 ) -> BPEVocabulary:
     """A BPE vocabulary of at most `vocab_size` tokens learned from `documents` (their
-    first `max_bytes`; the byte alphabet comes from all of them). See the module docstring.
+    first `max_bytes`; the byte alphabet comes from all of them, or is `byte_values`
+    when the caller counted it over more text than it passes). See the module docstring.
 
     Each distinct chunk is counted once with its frequency; a merge then revisits only the
     chunks that hold the merged pair, and a heap with lazy deletion finds the next pair.
     """
-    byte_values = byte_values_of(documents)
+    if byte_values is None:
+        byte_values = byte_values_of(documents)
     first = len(byte_values) + 2
     if vocab_size < first:
         raise DataError(
