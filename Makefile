@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/digits_cnn.yaml
 
-.PHONY: install run test test-heavy test-fast smoke lint docs format bench clean
+.PHONY: install run test test-fast smoke lint docs format bench clean
 
 install: $(STAMP)
 
@@ -20,15 +20,11 @@ run: install
 	$(BIN)/bigmodel train $(CONFIG)
 
 # Two test processes (pytest-xdist), one per core, each taking whole files so a module's
-# fixtures run once; the slowest tests are listed at the end. `test` is what CI runs:
-# all but the heavy tests (tests/conftest.py HEAVY), which `test-heavy` runs.
+# fixtures run once; the slowest tests are listed at the end. `test` is what CI runs.
 PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
 
 test: install
-	$(PYTEST) -m "not heavy"
-
-test-heavy: install
-	$(PYTEST) -m heavy
+	$(PYTEST)
 
 test-fast: install
 	$(PYTEST) -m "not slow and not multiprocess"
@@ -51,10 +47,13 @@ format: install
 # writes bench/results.json and the README's Performance table. Then generation with and
 # without the key/value cache (~1 minute; bench/generate_results.json). Then a trial under
 # `bigmodel tune` against the same config under `bigmodel train` (~2 minutes; bench/tune_results.json).
+# Then training on a 2 GB text corpus, its peak RSS and tokenization speed (~2 minutes, 6 GB
+# of temporary files; bench/corpus_results.json).
 bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/tune.py
+	$(BIN)/python bench/corpus_stream.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -79,7 +79,7 @@ def train(config: Path, env: dict) -> dict:
     peak_kb = int(process.stderr.rsplit("peak-rss-kb: ", 1)[1].split()[0])
     summary = json.loads(process.stdout)
     return {"seconds": round(seconds, 1), "peak_rss_bytes": peak_kb * 1024,
-            "tokens_per_second": summary.get("throughput", {}).get("tokens_per_second"),
+            "tokens_per_second": summary.get("tokens_per_second"),
             "test": summary["test"]}  # fmt: skip
 
 

@@ -47,15 +47,17 @@ def test_linear_regression_learns_y_equals_2x(runner, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "config,metric,floor",
+    "config,metric,floor,epochs",
     [
-        ("rnn_sequences.yaml", "accuracy", 0.6),  # 4 classes: chance 0.25
-        ("transformer_classifier.yaml", "accuracy", 0.6),  # 4 classes: chance 0.25
-        ("transformer_lm.yaml", "accuracy", 0.2),  # 64 tokens: chance 0.016
+        ("rnn_sequences.yaml", "accuracy", 0.6, 5),  # 4 classes: chance 0.25
+        ("transformer_classifier.yaml", "accuracy", 0.6, 3),  # 4 classes: chance 0.25
+        ("transformer_lm.yaml", "accuracy", 0.2, 3),  # 64 tokens: chance 0.016
     ],
 )
-def test_each_architecture_learns(runner, tmp_path, config, metric, floor):
-    run = run_dir_of(train(runner, CONFIGS / config, tmp_path))
+def test_each_architecture_learns(runner, tmp_path, config, metric, floor, epochs):
+    """A few of the config's epochs already beat chance by far (measured: 1.0, 1.0 and
+    0.54 after these epochs; the configs train 15, 10 and 8)."""
+    run = run_dir_of(train(runner, CONFIGS / config, tmp_path, "--set", f"train.epochs={epochs}"))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"][metric] > floor, summary["test"]
 

@@ -61,7 +61,8 @@ def test_estimates_are_within_2x_of_measured_peaks(runner, tensorflow_baseline, 
     def measure(path: Path) -> int:
         trained = run_measured(
             "train", str(path), "--json", "--set", "train.epochs=1", "--set",
-            "train.steps_per_epoch=3", "--set", f"output.dir={tmp_path / path.stem}",
+            "train.steps_per_epoch=3", "--set", "train.validation_steps=2", "--set",
+            f"output.dir={tmp_path / path.stem}",
         )  # fmt: skip
         assert trained.returncode == 0, trained.stderr[-3000:]
         summary = json.loads(trained.stdout)
