@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/digits_cnn.yaml
 
-.PHONY: install run test test-fast smoke lint docs format bench clean
+.PHONY: install run test test-heavy test-fast smoke lint docs format bench clean
 
 install: $(STAMP)
 
@@ -20,11 +20,15 @@ run: install
 	$(BIN)/bigmodel train $(CONFIG)
 
 # Two test processes (pytest-xdist), one per core, each taking whole files so a module's
-# fixtures run once; the slowest tests are listed at the end. `test` is what CI runs.
+# fixtures run once; the slowest tests are listed at the end. `test` is what CI runs:
+# all but five heavy tests of closed issues (tests/conftest.py HEAVY), which `test-heavy` runs.
 PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
 
 test: install
-	$(PYTEST)
+	$(PYTEST) -m "not heavy"
+
+test-heavy: install
+	$(PYTEST) -m heavy
 
 test-fast: install
 	$(PYTEST) -m "not slow and not multiprocess"

@@ -36,3 +36,21 @@ def write_config(tmp_path: Path):
         return path
 
     return write
+
+
+# Tests of issues already closed whose cost CI's 20 minutes cannot also hold, with their
+# seconds under `make test` on 2 cores: `make test` skips them, `make test-heavy` runs them
+# (see README, Tests). Every test an open issue names runs in `make test`.
+HEAVY = {
+    "tests/training/test_distribute.py::test_a_worker_lost_mid_training_stops_the_other_cleanly_and_both_resume": 50,  # noqa: E501
+    "tests/cli/test_shipped_configs.py::test_each_architecture_learns[transformer_lm.yaml-accuracy-0.2-3]": 47,  # noqa: E501
+    "tests/cli/test_shipped_configs.py::test_each_architecture_learns[transformer_classifier.yaml-accuracy-0.6-3]": 15,  # noqa: E501
+    "tests/data/test_text_data.py::test_character_tokenizer_trains": 22,
+    "tests/training/test_distribute.py::test_two_workers_train_one_run_directory": 19,
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid in HEAVY:
+            item.add_marker(pytest.mark.heavy)

@@ -154,9 +154,9 @@ class TrainConfig(Section):
         None,
         gt=0,
         le=10_000_000,
-        description="Stop after this much training time, at the end of the epoch that "
-        "crosses it (the run then finishes normally: final model, test score). Use "
-        "`steps_per_epoch` to make epochs short enough for the limit to be precise.",
+        description="Stop after this much training time, checked after every call into the "
+        "training graph: the epoch under way ends there, validated and recorded, and the run "
+        "finishes normally (final model, test score).",
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop when the monitored metric stops improving."
