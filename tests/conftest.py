@@ -50,19 +50,7 @@ HEAVY = {
 }
 
 
-# The files that take longest, first: the two test processes take whole files in order,
-# and one of these started last would run alone at the end (the memory estimates did,
-# for two of CI's minutes).
-LONGEST_FIRST = (
-    "tests/models/test_memory_estimates.py",
-    "tests/cli/test_shipped_configs.py",
-    "tests/training/test_kill_points.py",
-)
-
-
 def pytest_collection_modifyitems(items):
     for item in items:
         if item.nodeid in HEAVY:
             item.add_marker(pytest.mark.heavy)
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
