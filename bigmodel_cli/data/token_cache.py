@@ -10,14 +10,16 @@ one table lookup per chunk, and the vocabulary is learned from the training port
 
 They are kept under `<cache>/tokens/<key>/` (bigmodel_cli/cache.py), the key a digest
 of everything the ids depend on: the corpus's SHA-256, the splits and seed that dealt
-it, the tokenizer settings, and the vocabulary a trained run gave (evaluate, resume). A
-second run, `--resume` and `evaluate` of the same corpus read them instead of
-tokenizing again. A folder appears whole (made under a temporary name, then renamed),
-so a run killed while tokenizing leaves no half-made files to be read later.
+it, the tokenizer settings, and a vocabulary given by a trained run that is not the one
+the files were made with (`evaluate --data` of other text). A second run, `--resume`
+and `evaluate` of the same corpus read them instead of tokenizing again. A folder
+appears whole (made under a temporary name, then renamed), so a run killed while
+tokenizing leaves no half-made files to be read later.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -63,6 +65,12 @@ class CorpusTokens:
 def corpus_tokens(dealt: DealtDocuments, cfg: Config, given) -> CorpusTokens:
     """The token files of `dealt`, from the cache or made now (see the module docstring).
     `given`: a trained run's vocabulary to encode with, instead of learning one."""
+    if given is not None:
+        # A trained run's vocabulary (resume, evaluate): the files its training made
+        # hold the same ids when that vocabulary is the one they were made with.
+        found = _read(cache_root() / "tokens" / cache_key(dealt, cfg, None))
+        if found is not None and found.vocabulary.to_json() == given.to_json():
+            return found
     key = cache_key(dealt, cfg, given)
     folder = cache_root() / "tokens" / key
     found = _read(folder)
@@ -99,8 +107,6 @@ def corpus_tokens(dealt: DealtDocuments, cfg: Config, given) -> CorpusTokens:
 
 
 def cache_key(dealt: DealtDocuments, cfg: Config, given) -> str:
-    import hashlib
-
     data = cfg.data
     settings = {
         "format": FORMAT,

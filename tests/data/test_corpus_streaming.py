@@ -84,6 +84,9 @@ def test_token_files_are_made_once_and_reused(tmp_path, monkeypatch):
         "meta.json", "test.bin", "train.bin", "validation.bin"
     ]  # fmt: skip
     np.testing.assert_array_equal(first.test.x, again.test.x)
+    # --resume and evaluate pass the run's vocabulary: the same files serve them.
+    scored = load_data(corpus_cfg(["docs/*.txt"]), tmp_path, vocabulary=first.vocabulary)
+    assert reused in scored.notes
     # Other settings, other ids: a folder of their own.
     other = load_data(corpus_cfg(["docs/*.txt"], validation_split=0.2), tmp_path)
     assert all(folder.name not in note for note in other.notes)
