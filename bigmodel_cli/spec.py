@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -73,19 +73,70 @@ class TokenWindows:
         return rows[:, :-1], rows[:, 1:]
 
 
+@dataclass(frozen=True)
+class EncodedExamples:
+    """Examples kept encoded on disk and decoded a batch at a time as training reads
+    them (image_dir, tfrecord images): example i is the bytes [offsets[i], offsets[i] +
+    lengths[i]) of files[file_ids[i]]: a whole image file, or one serialized
+    tf.train.Example whose feature `feature` holds the encoded image (data/decode.py).
+
+    `shape` is the decoded image (height, width, channels); `layout` the shape the model
+    reads; `mean` and `std` (per channel, from a sample of the training split) standardize
+    the decoded values when set.
+    """
+
+    files: tuple[str, ...]
+    file_ids: np.ndarray  # int32, one per example
+    offsets: np.ndarray  # int64
+    lengths: np.ndarray  # int64
+    shape: tuple[int, int, int]
+    feature: str | None = None  # None: the bytes are the image file itself
+    layout: tuple[int, ...] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def take(self, indices: np.ndarray) -> EncodedExamples:
+        return replace(
+            self,
+            file_ids=self.file_ids[indices],
+            offsets=self.offsets[indices],
+            lengths=self.lengths[indices],
+        )
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """The encoded bytes of examples `indices`, as an object array (a tf.string batch).
+        Files are opened per call: a batch holds no more than its own bytes."""
+        out = np.empty(len(indices), dtype=object)
+        by_file: dict[int, list[int]] = {}
+        for position, index in enumerate(np.asarray(indices, np.int64)):
+            by_file.setdefault(int(self.file_ids[index]), []).append(position)
+        for file_id, positions in by_file.items():
+            with open(self.files[file_id], "rb", buffering=0) as handle:
+                for position in positions:
+                    index = int(indices[position])
+                    handle.seek(int(self.offsets[index]))
+                    out[position] = handle.read(int(self.lengths[index]))
+        return out
+
+
 @dataclass
 class Arrays:
     """One split: inputs `x` (n, *input_shape) and labels `y` (n,) or (n, target_size).
 
     `windows`: the split is read from a token file as it trains (text_corpus); `x` and
-    `y` are then views of that file."""
+    `y` are then views of that file. `encoded`: the inputs stay encoded on disk and are
+    decoded per batch (image_dir, tfrecord images); `x` is then None and `y` the labels."""
 
-    x: np.ndarray
+    x: np.ndarray | None
     y: np.ndarray
     windows: TokenWindows | None = None
+    encoded: EncodedExamples | None = None
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.y)
 
     @classmethod
     def from_windows(cls, windows: TokenWindows) -> Arrays:
@@ -101,6 +152,9 @@ class Arrays:
         """The first `count` examples."""
         if self.windows is not None:
             return Arrays.from_windows(self.windows.head(count))
+        if self.encoded is not None:
+            keep = np.arange(min(count, len(self)))
+            return Arrays(None, self.y[:count], encoded=self.encoded.take(keep))
         return Arrays(self.x[:count], self.y[:count])
 
 

@@ -17,9 +17,10 @@ import numpy as np
 
 from bigmodel_cli.config import Config, is_language_model
 from bigmodel_cli.data.limits import MAX_INFERRED_VOCAB, MAX_PROBLEMS, array_value_problems
-from bigmodel_cli.data.raw import RawData
+from bigmodel_cli.data.raw import RawData, encoded_stand_in
 from bigmodel_cli.data.targets import encode_target
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.spec import EncodedExamples
 
 
 def from_arrays(
@@ -129,3 +130,25 @@ def _labels(y: np.ndarray, cfg: Config, path: Path, notes: list[str]):
             "rows (n, k), or k regression targets per example (n, k)"
         )
     return encode_target(y, cfg, lambda i: f"{path}: y[{i}]", f"{path}: y")
+
+
+def from_encoded(
+    encoded: EncodedExamples, y: np.ndarray, cfg: Config, what: str, path, notes: list[str]
+) -> RawData:
+    """RawData of encoded images (tfrecord) and their labels, as `from_arrays` would
+    make of the decoded images, without decoding them."""
+    if is_language_model(cfg):
+        raise DataError(f"{path}: a language model reads token ids, not images")
+    task, y, names = _labels(y, cfg, path, notes)
+    x = encoded_stand_in(len(encoded), encoded.shape)
+    return RawData(
+        x=x,
+        y=y,
+        task=task,
+        kind="image",
+        description=f"{what}: {len(x)} examples of shape {tuple(x.shape[1:])}",
+        num_classes=len(names) if names else None,
+        class_names=names,
+        notes=notes,
+        encoded=encoded,
+    )

@@ -30,6 +30,7 @@ from bigmodel_cli.data.image_headers import ImageSize, UnsupportedImage, image_s
 from bigmodel_cli.data.limits import MAX_PROBLEMS, MEMORY_SHARE, capped
 from bigmodel_cli.data.limits import available_memory as _available_memory
 from bigmodel_cli.errors import DataError
+from bigmodel_cli.spec import EncodedExamples
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
@@ -153,6 +154,57 @@ def load_images(
             problems = problems[:MAX_PROBLEMS] + [f"... and {more} more unreadable images"]
         raise DataError(problems)
     return out
+
+
+def encoded_files(paths: list[Path], cfg: Config) -> EncodedExamples:
+    """`paths` as examples decoded a batch at a time as training reads them (to
+    `image_shape(cfg)`), checked without decoding them: every file's header is read (an
+    image over MAX_IMAGE_PIXELS, or in a format refused, is refused as `load_images`
+    refuses it), and only a file whose header does not parse is decoded now, so that a
+    file that is not an image is reported (exit 2, every one by its path) before
+    training, not when a batch reaches it."""
+    shape = image_shape(cfg)
+    sizes = np.empty(len(paths), np.int64)
+    unparsed, problems = [], []
+    bound = f"images over {MAX_IMAGE_PIXELS // 10**6} megapixels are refused before decoding"
+    for i, path in enumerate(paths):
+        try:
+            sizes[i] = os.stat(path).st_size
+            size = image_size_of_file(path)
+        except UnsupportedImage as err:
+            problems.append(f"{path}: {err}")
+            continue
+        except OSError as err:
+            problems.append(f"{path}: cannot read the file ({err.strerror})")
+            continue
+        if size is None:
+            unparsed.append(path)
+        elif size.pixels > MAX_IMAGE_PIXELS:
+            problems.append(f"{path}: {size.describe()} once decoded; {bound}. Downscale it")
+    if unparsed:
+        from bigmodel_cli.tfenv import import_tensorflow, quiet_native_logs
+
+        tf = import_tensorflow()
+        with quiet_native_logs():
+            problems += [f"{p}: {why}" for p in unparsed if (why := _undecodable(tf, p, shape))]
+    if problems:
+        raise DataError(capped(problems))
+    return EncodedExamples(
+        files=tuple(os.fsdecode(p) for p in paths),
+        file_ids=np.arange(len(paths), dtype=np.int32),
+        offsets=np.zeros(len(paths), np.int64),
+        lengths=sizes,
+        shape=shape,
+    )
+
+
+def _undecodable(tf, path: Path, shape: tuple[int, int, int]) -> str | None:
+    """Why `path` cannot be decoded, or None when it can."""
+    try:
+        decode_image(tf, tf.io.read_file(os.fsencode(path)), shape)
+    except tf.errors.OpError:
+        return _why_unreadable(tf, path, shape)
+    return None
 
 
 def decode_image(tf, encoded, shape: tuple[int, int, int]):

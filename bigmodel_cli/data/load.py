@@ -13,6 +13,7 @@ import numpy as np
 
 from bigmodel_cli.config import Config
 from bigmodel_cli.config.defaults import effective_loss
+from bigmodel_cli.data.decode import standardize_encoded
 from bigmodel_cli.data.layout import data_spec, layout_shape, model_fit_problems
 from bigmodel_cli.data.normalize import (
     FLOAT_KINDS,
@@ -58,11 +59,16 @@ def load_data(
         splits, words = vectorize_splits(splits, cfg, vocabulary)
         raw = replace(raw, kind="tokens", vocab_size=words.size, vocabulary=words)
     stats = None
-    if cfg.data.normalize and raw.kind in FLOAT_KINDS:
+    if cfg.data.normalize and raw.kind in FLOAT_KINDS and raw.encoded is not None:
+        stats, note = standardize_encoded(splits, normalization, cfg.seed)
+        notes.append(note)
+    elif cfg.data.normalize and raw.kind in FLOAT_KINDS:
         stats, note = normalize_splits(splits, raw.kind, raw.x.shape[1:], normalization)
         notes.append(note)
     for part in splits.values():
-        if part is not None:
+        if part is not None and part.encoded is not None:
+            part.encoded = replace(part.encoded, layout=shape)  # laid out as decoded
+        elif part is not None:
             part.x = part.x.reshape(len(part.x), *shape)
     spec = data_spec(raw, shape, cfg)
     bundle = DataBundle(
@@ -127,6 +133,12 @@ def _split(
     if cfg.data.limit and cfg.data.limit < len(raw.x):
         notes.append(f"data.limit: using {cfg.data.limit} of {len(raw.x)} examples")
     train_i, val_i, test_i = indices
+    if raw.encoded is not None:  # the labels and where each example is, not its values
+        splits = {
+            name: Arrays(None, raw.y[i], encoded=raw.encoded.take(i)) if len(i) else None
+            for name, i in (("train", train_i), ("validation", val_i), ("test", test_i))
+        }
+        return splits, notes
     splits = {
         "train": Arrays(raw.x[train_i], raw.y[train_i]),
         "validation": Arrays(raw.x[val_i], raw.y[val_i]) if len(val_i) else None,

@@ -11,6 +11,7 @@ import numpy as np
 
 from bigmodel_cli.config import Config
 from bigmodel_cli.config.defaults import effective_loss, one_hot_labels
+from bigmodel_cli.data.decode import encoded_gather
 from bigmodel_cli.spec import Arrays, DataSpec, TokenWindows
 from bigmodel_cli.tfenv import import_tensorflow
 
@@ -102,16 +103,24 @@ def make_dataset(
                 lambda xb, yb: (xb, tf.one_hot(yb, depth)), num_parallel_calls=tf.data.AUTOTUNE
             )
         return _finish(tf, ds)
-    x = arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
-    y = _labels(arrays.y, len(x), cfg, spec)
+    y = _labels(arrays.y, len(arrays), cfg, spec)
     encode_in_map = one_hot_labels(cfg, spec)
     if encode_in_map and len(y) * spec.num_classes <= ONE_HOT_IN_MEMORY_MAX:
         # A tf.data map costs ~0.2 ms a batch on 2 cores, more than a small model's step.
         y = np.eye(spec.num_classes, dtype=np.float32)[y]
         encode_in_map = False
-    if training and start is not None:
+    if arrays.encoded is not None:  # decoded a batch at a time (image_dir, tfrecord images)
+        gather = encoded_gather(arrays.encoded, y)
+        if training and start is not None:
+            ds = _epoch_stream(len(y), gather, cfg, start)
+        else:
+            batches = tf.data.Dataset.range(len(y)).batch(cfg.data.batch_size)
+            ds = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    elif training and start is not None:
+        x = arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
         ds = _epoch_stream(len(x), _in_memory_gather(x, y), cfg, start)
     else:
+        x = arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
         # No cache(): the slices already live in memory, caching would only copy them.
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if training and cfg.data.shuffle:
@@ -127,7 +136,7 @@ def make_dataset(
         # Training batches only; where each batch sits in the stream seeds its transforms.
         first_batch = 0
         if start is not None:
-            first_batch = start[0] * math.ceil(len(x) / cfg.data.batch_size) + start[1]
+            first_batch = start[0] * math.ceil(len(y) / cfg.data.batch_size) + start[1]
         ds = augment_batches(ds, cfg.data.augment, cfg.seed, first_batch)
     return _finish(tf, ds)
 

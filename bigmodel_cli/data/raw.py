@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bigmodel_cli.spec import Arrays
+from bigmodel_cli.spec import Arrays, EncodedExamples
 
 SPLITS = ("train", "validation", "test")
 
@@ -24,6 +24,10 @@ class RawData:
     `dealt`: every split, when the reader dealt the examples to them itself (text_corpus
     deals whole documents, so that no document is in two splits); `load_data` keeps them
     instead of splitting, and `x`, `y` are then the training split's.
+
+    `encoded`: the inputs stay encoded on disk, decoded per batch as training reads them
+    (image_dir, tfrecord images); `x` is then a read-only stand-in of the decoded shape
+    that holds no memory (`encoded_stand_in`): its shape and dtype only are meaningful.
     """
 
     x: np.ndarray
@@ -44,6 +48,7 @@ class RawData:
     bytes_per_token: float | None = None
     token_bytes: tuple[int, ...] | None = None
     digest: str | None = None
+    encoded: EncodedExamples | None = None
 
 
 @dataclass(kw_only=True)
@@ -56,3 +61,9 @@ class DealtDocuments:
     files: int  # files matched
     digest: str  # SHA-256 of the documents read, in order
     description: str
+
+
+def encoded_stand_in(count: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A (count, *shape) uint8 array that occupies no memory (every element is the same
+    zero): what `RawData.x` is for encoded examples, whose shape the layout reads."""
+    return np.broadcast_to(np.zeros((), np.uint8), (count, *shape))

@@ -271,7 +271,7 @@ def read_inputs(trained: TrainedRun, paths: list[Path]) -> list[tuple[np.ndarray
         group = [paths[i] for i in indices]
         names = [str(p) for p in group]
         if kind == "image":
-            from bigmodel_cli.data.sources.image_dir import load_images
+            from bigmodel_cli.data.images import load_images
 
             # Decoded and resized as image_dir and tfrecord decode their images.
             raw = load_images(group, trained.cfg, image_shape(trained))

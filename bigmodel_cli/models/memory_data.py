@@ -145,6 +145,12 @@ def data_bytes(cfg: Config, bundle: Any) -> DataPart:
             # int64 per sequence, with its sort keys and argsort, ~3x) and no tokens.
             loaded += 3 * 8 * len(part)
             continue
+        if part is not None and part.encoded is not None:
+            # Decoded a batch at a time: held are the labels, where each example is (file,
+            # offset, length) and the epoch's order (with its sort keys, ~3x an int64).
+            held += part.y.nbytes + 20 * len(part)
+            loaded += part.y.nbytes + (20 + 3 * 8) * len(part)
+            continue
         for array in (part.x, part.y) if part is not None else ():
             held += array.nbytes
             kind = "float" if array is part.x and array.dtype.kind == "f" else "other"

@@ -11,10 +11,11 @@ every `.png .jpg .jpeg .gif .bmp` file in it or below it (suffix case-insensitiv
 other files, hidden files and hidden folders are ignored. The images are decoded and
 resized as `data.images` says (to `data.color_mode` and `data.image_size`).
 
-**Memory.** The decoded images are read once and held in memory as one uint8 array
-(n, height, width, channels): that array is the cache, so later epochs never touch the
-files again, and the data must fit in RAM (n x height x width x channels bytes, plus a
-float32 copy of each split once normalized). A note reports the size.
+**Memory.** Only the file list is held (with each file's size and label): the images
+are decoded a batch at a time as training reads them (data/decode.py), so memory does
+not grow with the number of images. Every file's header is read before training (an
+image too large, or in a format refused, stops the run before it starts); an image that
+cannot be decoded stops it when a batch reaches it, naming every such file.
 
 **Errors** (exit 2): a missing folder, fewer than two class folders, a class folder
 without images, images refused before decoding, and every file that cannot be read or
@@ -29,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from bigmodel_cli.config import Config
-from bigmodel_cli.data.images import DEFAULT_COLOR_MODE, IMAGE_SUFFIXES, load_images
+from bigmodel_cli.data.images import DEFAULT_COLOR_MODE, IMAGE_SUFFIXES, encoded_files
 from bigmodel_cli.data.images import image_shape as image_shape  # predict reads it here
-from bigmodel_cli.data.raw import RawData
+from bigmodel_cli.data.raw import RawData, encoded_stand_in
 from bigmodel_cli.errors import DataError
 
 
@@ -58,22 +59,23 @@ def read_image_dir(cfg: Config, base_dir: Path) -> RawData:
         keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(paths))[:limit])
         notes.append(f"data.limit: decoding {limit} of {len(paths)} images")
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
-    x = load_images(paths, cfg)
+    encoded = encoded_files(paths, cfg)
     names = tuple(entry.name for entry in class_dirs)
-    height, width, channels = x.shape[1:]
+    height, width, channels = encoded.shape
     color_mode = cfg.data.color_mode or DEFAULT_COLOR_MODE
     notes.append(
-        f"decoded images held in memory: {len(x)} x {height}x{width}x{channels} uint8 = "
-        f"{x.nbytes / 2**20:.1f} MB"
+        f"images decoded a batch at a time as training reads them: {len(paths)} files of "
+        f"{int(encoded.lengths.sum()) / 2**20:.1f} MB, {height}x{width}x{channels} uint8 "
+        f"= {len(paths) * height * width * channels / 2**20:.1f} MB once decoded"
     )
     notes += _ignored_notes(folder, entries, ignored)
     description = (
-        f"image_dir {folder}: {len(x)} images in {len(names)} classes, resized to "
+        f"image_dir {folder}: {len(paths)} images in {len(names)} classes, resized to "
         f"{height}x{width} {color_mode}"
     )
     y = np.asarray(labels, dtype=np.int64)
     return RawData(
-        x=x,
+        x=encoded_stand_in(len(paths), encoded.shape),
         y=y,
         task="classification",
         kind="image",
@@ -81,6 +83,7 @@ def read_image_dir(cfg: Config, base_dir: Path) -> RawData:
         num_classes=len(names),
         class_names=names,
         notes=notes,
+        encoded=encoded,
     )
 
 
