@@ -366,3 +366,20 @@ def test_an_mlp_learns_sklearn_csv_files_and_predicts_them(path, tmp_path):
     labels = [int(row.rsplit(",", 1)[1]) for row in path.read_text().splitlines()[1:]]
     assert len(predicted) == len(labels)
     assert np.mean(np.array(predicted) == np.array(labels)) > 0.8
+
+
+def test_a_csv_too_large_for_memory_exits_2_before_reading_it_saying_how_to_convert(
+    tmp_path, monkeypatch
+):
+    from bigmodel_cli.data import limits
+
+    rows = "".join(f"{i * 0.5},{i % 7},{i % 3}\n" for i in range(300_000))  # ~4 MB
+    path = write(tmp_path, "a,b,label\n" + rows)
+    cfg = csv_cfg(path, target="label")
+    assert len(load_data(cfg, tmp_path).train) > 200_000  # reads with the memory there is
+    # ~900,000 cells take ~100 MB while read: more than 80% of 64 MB.
+    monkeypatch.setattr(limits, "available_memory", lambda: 64 * 2**20)
+    with pytest.raises(DataError) as excinfo:
+        load_data(cfg, tmp_path)
+    message = problems(excinfo)
+    assert str(path) in message and "in memory" in message and "np.savez" in message
