@@ -145,3 +145,26 @@ def decoded_array(encoded: EncodedExamples) -> np.ndarray:
         out[start : start + len(batch)] = batch.astype(np.uint8)
         start += len(batch)
     return out
+
+
+def undecodable(encoded: EncodedExamples, limit: int = 20) -> list[str]:
+    """Where the examples that cannot be decoded are ("FILE" or "FILE at byte N"), the
+    first `limit` of them: a decode of every example, run only once training met one."""
+    tf = import_tensorflow()
+    decode = decoded_batches(replace(encoded, layout=None), standardize=False)
+    found = (
+        tf.data.Dataset.range(len(encoded))
+        .map(lambda i: (i, decode(tf.reshape(i, [1]))), num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+        .map(lambda i, _: i)
+        .batch(4096)
+    )
+    seen = np.zeros(len(encoded), bool)
+    for indices in found.as_numpy_iterator():
+        seen[indices] = True
+    where = []
+    for index in np.flatnonzero(~seen)[:limit]:
+        path = encoded.files[encoded.file_ids[index]]
+        at = f" at byte {encoded.offsets[index]:,}" if encoded.feature is not None else ""
+        where.append(f"{path}{at}")
+    return where

@@ -100,3 +100,26 @@ def _file_system_message(err: Exception, reason: str, run: run_dir.RunDir,
         f"{what}. Kept: {kept_text}. {fix[0].upper()}{fix[1:]} ({run.root}), then resume "
         f"with: {resume_command(run)}"
     )
+
+
+def undecodable_images(err: Exception, bundle) -> list[str] | None:
+    """The images that cannot be decoded, when `err` is a decode failure of data
+    decoded as it trains (image_dir, tfrecord images); None for any other error."""
+    from bigmodel_cli.data.decode import undecodable
+    from bigmodel_cli.tfenv import import_tensorflow
+
+    parts = [part for part in (bundle.train, bundle.validation)
+             if part is not None and part.encoded is not None]  # fmt: skip
+    if not parts or not isinstance(err, import_tensorflow().errors.InvalidArgumentError):
+        return None
+    found = [where for part in parts for where in undecodable(part.encoded)]
+    return found or None
+
+
+def undecodable_message(where: list[str], run: run_dir.RunDir) -> str:
+    listed = "; ".join(where[:5]) + (f"; and {len(where) - 5} more" if len(where) > 5 else "")
+    return (
+        f"data: {len(where)} image(s) cannot be decoded, met while training: {listed}. "
+        f"The last backup is kept: replace each with a readable image and resume with: "
+        f"{resume_command(run)} (removing one changes the splits: start a new run instead)"
+    )

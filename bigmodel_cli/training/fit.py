@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bigmodel_cli import console, distribution
-from bigmodel_cli.errors import TrainingFailed
+from bigmodel_cli.errors import DataError, TrainingFailed
 from bigmodel_cli.training.backup import folder_of
 from bigmodel_cli.training.build import Built
 from bigmodel_cli.training.build_callbacks import Callbacks
@@ -15,6 +15,8 @@ from bigmodel_cli.training.failures import (
     resume_command,
     stop_progress,
     stopped_by_signal,
+    undecodable_images,
+    undecodable_message,
 )
 from bigmodel_cli.training.prepare import Prepared
 from bigmodel_cli.training.run_directory import Claimed
@@ -57,6 +59,10 @@ def fit(start: Start, claimed: Claimed, runtime: Runtime, data: Prepared, built:
         )
         raise
     except Exception as err:
+        bad_images = undecodable_images(err, data.bundle)
+        if bad_images is not None:
+            stop_progress(callbacks)
+            raise DataError(undecodable_message(bad_images, claimed.run)) from None
         if not distribution.is_peer_loss(err, runtime.placement):
             raise
         message = distribution.peer_lost_message(err, resume_command(claimed.run), claimed.is_chief)

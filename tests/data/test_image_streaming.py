@@ -212,3 +212,25 @@ def test_sigterm_in_a_long_streamed_epoch_stops_at_a_step_with_a_backup(tmp_path
     assert "stopped at epoch 1, step" in err and f"--resume {run}" in err and no_traceback(err)
     metrics = run / "metrics.csv"
     assert not metrics.exists() or len(metrics.read_text().splitlines()) <= 1
+
+
+def test_an_image_that_fails_to_decode_mid_run_exits_2_naming_it(tmp_path):
+    """Its header parses (so it is not decoded before training), its pixels do not."""
+    from tests.data.test_image_data import stripes_folder
+
+    folder = stripes_folder(tmp_path / "images", per_class=8)
+    victim = sorted((folder / "vertical").glob("*.png"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[:40] + b"\0" * (len(data) - 40))  # IHDR intact, IDAT garbage
+    config = tmp_path / "images.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"source": "image_dir", "path": str(folder), "image_size": [8, 8],
+                 "batch_size": 4},
+        "model": {"type": "cnn", "conv": [{"filters": 2, "kernel_size": 3}]},
+        "train": {"epochs": 2, "steps_per_execution": 1},
+        "output": {"dir": str(tmp_path / "runs")},
+    }))  # fmt: skip
+    result = forkserver.run("train", str(config))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert str(victim) in result.stderr and "cannot be decoded" in result.stderr
+    assert "--resume" in result.stderr and no_traceback(result.stderr)
