@@ -52,12 +52,15 @@ format: install
 # without the key/value cache (~1 minute; bench/generate_results.json). Then a trial under
 # `bigmodel tune` against the same config under `bigmodel train` (~2 minutes; bench/tune_results.json).
 # Then training on a 2 GB text corpus, its peak RSS and tokenization speed (~2 minutes, 6 GB
-# of temporary files; bench/corpus_results.json).
+# of temporary files; bench/corpus_results.json). Then training on 1.4 GB of TFRecord image
+# shards: peak RSS, streamed against in-memory examples/s, SIGTERM and time-limit stops
+# (~10 minutes, 1.5 GB of temporary files; bench/image_results.json).
 bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/tune.py
 	$(BIN)/python bench/corpus_stream.py
+	$(BIN)/python bench/image_stream.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
