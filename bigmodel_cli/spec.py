@@ -94,9 +94,20 @@ class EncodedExamples:
     layout: tuple[int, ...] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    # `data.cache: disk`: a file of the examples decoded (uint8, `shape` each, in this
+    # order), read instead of the encoded bytes (data/decoded_cache.py).
+    decoded: str | None = None
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def read_decoded(self, indices: np.ndarray) -> np.ndarray:
+        """The decoded examples `indices` (uint8) from the `decoded` file, mapped for
+        this batch only."""
+        rows = np.memmap(self.decoded, dtype=np.uint8, mode="r").reshape(-1, *self.shape)
+        out = rows[np.asarray(indices, np.int64)]
+        del rows
+        return out
 
     def take(self, indices: np.ndarray) -> EncodedExamples:
         return replace(

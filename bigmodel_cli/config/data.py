@@ -38,10 +38,10 @@ SOURCE_KEYS: dict[str, set[str]] = {
                   "vocab_size", "classes", "noise", "augment"},
     "csv": {"path", "target", "features", "delimiter", "header", "skip_rows"},
     "npz": {"path", "augment"},
-    "image_dir": {"path", "image_size", "color_mode", "augment"},
+    "image_dir": {"path", "image_size", "color_mode", "augment", "cache"},
     "text_dir": {"path", "tokenizer", "max_tokens", "sequence_length"},
     "text_corpus": {"paths", "tokenizer", "sequence_length", "vocab_size", "max_bytes"},
-    "tfrecord": {"paths", "feature_spec", "target", "augment"},
+    "tfrecord": {"paths", "feature_spec", "target", "augment", "cache"},
 }  # fmt: skip
 SOURCE_SPECIFIC_KEYS = set().union(*SOURCE_KEYS.values())
 # The keys a source cannot do without.
@@ -173,6 +173,12 @@ class DataConfig(Section):
     )
     augment: AugmentConfig | None = Field(
         None, description="image data: random transformations of training batches."
+    )
+    cache: Literal["none", "disk"] | None = Field(
+        None,
+        description="image_dir, tfrecord images: `disk` decodes each split once into a "
+        "file of uint8 pixels in the cache folder, read by later epochs and runs instead "
+        "of decoding again (default none: decoded every epoch).",
     )
     tokenizer: Literal["word", "character", "byte", "bpe"] | None = Field(
         None,

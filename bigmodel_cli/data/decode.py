@@ -39,6 +39,9 @@ def decoded_batches(encoded: EncodedExamples, *, standardize: bool = True):
         scale = (tf.constant(encoded.mean, tf.float32), tf.constant(encoded.std, tf.float32))
 
     def decode(index):
+        if encoded.decoded is not None:  # data.cache: disk
+            images = tf.numpy_function(encoded.read_decoded, [index], tf.uint8, stateful=False)
+            return _finish(tf.reshape(images, [-1, *shape]))
         data = tf.numpy_function(encoded.read, [index], tf.string, stateful=False)
         data.set_shape([None])
         if feature is not None:
@@ -49,6 +52,9 @@ def decoded_batches(encoded: EncodedExamples, *, standardize: bool = True):
             data,
             fn_output_signature=tf.TensorSpec(shape, tf.uint8),
         )
+        return _finish(images)
+
+    def _finish(images):
         x = tf.cast(images, tf.float32)
         if scale is not None:
             x = (x - scale[0]) / scale[1]

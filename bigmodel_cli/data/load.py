@@ -14,6 +14,7 @@ import numpy as np
 from bigmodel_cli.config import Config
 from bigmodel_cli.config.defaults import effective_loss
 from bigmodel_cli.data.decode import standardize_encoded
+from bigmodel_cli.data.decoded_cache import with_decoded_cache
 from bigmodel_cli.data.layout import data_spec, layout_shape, model_fit_problems
 from bigmodel_cli.data.normalize import (
     FLOAT_KINDS,
@@ -58,6 +59,10 @@ def load_data(
         # The vocabulary comes from the training split only (or the trained run's).
         splits, words = vectorize_splits(splits, cfg, vocabulary)
         raw = replace(raw, kind="tokens", vocab_size=words.size, vocabulary=words)
+    if raw.encoded is not None and cfg.data.cache == "disk":
+        notes.append(_cache_decoded(splits))
+    elif cfg.data.cache == "disk":
+        notes.append("data.cache: disk: these examples are held in memory, not cached")
     stats = None
     if cfg.data.normalize and raw.kind in FLOAT_KINDS and raw.encoded is not None:
         stats, note = standardize_encoded(splits, normalization, cfg.seed)
@@ -83,6 +88,17 @@ def load_data(
     )
     effective_loss(cfg, spec)  # a loss that contradicts the data fails now, not mid-build
     return bundle
+
+
+def _cache_decoded(splits: dict[str, Arrays | None]) -> str:
+    """data.cache: disk: each split read from its decoded file (made now if need be)."""
+    made = []
+    for name, part in splits.items():
+        if part is not None:
+            part.encoded, new = with_decoded_cache(part.encoded)
+            made += [name] if new else []
+    how = f"decoded now ({', '.join(made)})" if made else "reused"
+    return f"data.cache: disk: the images are read from files of decoded pixels, {how}"
 
 
 def _check_same_corpus(raw: RawData, vocabulary: dict | None) -> None:

@@ -234,3 +234,26 @@ def test_an_image_that_fails_to_decode_mid_run_exits_2_naming_it(tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert str(victim) in result.stderr and "cannot be decoded" in result.stderr
     assert "--resume" in result.stderr and no_traceback(result.stderr)
+
+
+def test_disk_cache_decodes_once_and_gives_the_same_batches(tmp_path, monkeypatch):
+    from bigmodel_cli.data import decoded_cache, make_dataset
+
+    monkeypatch.setenv("BIGMODEL_CACHE_DIR", str(tmp_path / "cache"))
+    write_shards(tmp_path / "shards", 60)
+    plain = load_data(shard_cfg(tmp_path / "shards"), tmp_path)
+    cfg = shard_cfg(tmp_path / "shards", cache="disk")
+    cached = load_data(cfg, tmp_path)
+    assert any("decoded now" in note for note in cached.notes)
+    files = sorted((tmp_path / "cache" / "images").glob("*.u8"))
+    assert len(files) == 3 and sum(f.stat().st_size for f in files) == 60 * 16 * 16 * 3
+    assert cached.normalization == plain.normalization
+    for split in ("train", "validation", "test"):
+        ours = make_dataset(cached.split(split), cfg, cached.spec, training=False)
+        theirs = make_dataset(plain.split(split), cfg, plain.spec, training=False)
+        for (x1, y1), (x2, y2) in zip(ours, theirs, strict=True):
+            assert np.array_equal(x1.numpy(), x2.numpy()) and np.array_equal(y1, y2)
+    # A second load reads the files; it does not decode again.
+    monkeypatch.setattr(decoded_cache, "decoded_batches", None)  # would fail if called
+    again = load_data(cfg, tmp_path)
+    assert any("reused" in note for note in again.notes)
