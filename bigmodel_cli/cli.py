@@ -256,13 +256,16 @@ def smoke(
         Optional[list[Path]],  # noqa: UP045
         typer.Argument(help="Config files or folders (default: configs/)."),
     ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=1, help="Configs run at once, each in a process.")
+    ] = 2,
 ) -> None:
     """Run every config briefly (tiny data, a few steps); one line each."""
     from bigmodel_cli.training.smoke import run_smoke
 
     failures = total = 0
     try:
-        for result in run_smoke(paths or [Path("configs")]):
+        for result in run_smoke(paths or [Path("configs")], jobs):
             total += 1
             failures += not result.ok
             status = "ok  " if result.ok else "FAIL"

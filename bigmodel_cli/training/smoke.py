@@ -5,13 +5,15 @@ into a temporary folder that is removed afterwards), one line of output per conf
 config's own model is built and trained, one step per graph call so that its training
 step is traced once; the run skips what two steps cannot make meaningful: scoring the
 test split and writing checkpoints/best.keras and last.keras (model.keras, the resume
-backup, metrics.csv and TensorBoard are written as in any run). All configs run in one
-process, which imports TensorFlow once.
+backup, metrics.csv and TensorBoard are written as in any run). TensorFlow is imported
+once; the configs run in two worker processes forked from it (`--jobs`), one per core.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import tempfile
 import time
 import traceback
@@ -31,6 +33,9 @@ SMOKE_BATCH = 4
 # A BPE text_corpus reads at most this much: learning merges costs about a second per
 # megabyte, and a megabyte of text still yields the configured vocab_size (4096 tested).
 SMOKE_BPE_BYTES = 1_000_000
+# Configs smoked at once (`bigmodel smoke --jobs`): two, one per core of the smallest
+# machine it runs on; more would share the same cores and add a process's memory each.
+DEFAULT_JOBS = 2
 
 
 @dataclass
@@ -119,10 +124,29 @@ def smoke_one(path: Path, output_dir: Path) -> SmokeResult:
         return SmokeResult(path, False, time.perf_counter() - started, detail)
 
 
-def run_smoke(paths: Iterable[Path]) -> Iterable[SmokeResult]:
+def run_smoke(paths: Iterable[Path], jobs: int = DEFAULT_JOBS) -> Iterable[SmokeResult]:
+    """Smoke every config under `paths`, in sorted order, `jobs` at a time.
+
+    With more than one job, `jobs` worker processes take the configs one by one:
+    tracing, most of a smoke run, is Python on one core, so two workers share two cores
+    better than one process."""
     configs = find_configs(paths)
     if not configs:
         raise UserError("no *.yaml configs found under the given paths")
+    jobs = max(1, min(jobs, len(configs), os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="bigmodel-smoke-") as tmp:
-        for path in configs:
-            yield smoke_one(path, Path(tmp))
+        folders = [Path(tmp) / str(i) for i in range(len(configs))]
+        if jobs == 1:
+            for path, folder in zip(configs, folders, strict=True):
+                yield smoke_one(path, folder)
+            return
+        # Workers fork from a fresh server process that has imported TensorFlow and run
+        # no op (this process may have: its runtime's threads would not survive a fork).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["bigmodel_cli.training.smoke_preload"])
+        with context.Pool(jobs) as pool:
+            yield from pool.imap(_smoke_pair, zip(configs, folders, strict=True))
+
+
+def _smoke_pair(pair: tuple[Path, Path]) -> SmokeResult:
+    return smoke_one(*pair)
