@@ -21,7 +21,7 @@ from bigmodel_cli.spec import Arrays, DataSpec
 from bigmodel_cli.tfenv import import_tensorflow
 
 Model = Callable[[np.ndarray], np.ndarray]  # raw inputs -> the Keras model's own outputs
-TIMING_SECONDS = 0.3  # each model is timed for at least this long (whole passes)
+TIMING_SECONDS = 0.2  # each model is timed for at least this long (whole passes)
 MAX_TIMING_PASSES = 50
 
 

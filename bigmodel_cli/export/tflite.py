@@ -24,6 +24,7 @@ import contextlib
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,12 @@ def _convert(tf, saved: Path, attempt: str, calibration, float_tensors: list[str
     if not (attempt.startswith("int8") and float_tensors):
         return converter.convert()
     debug = tf.lite.experimental
+    with warnings.catch_warnings():  # it runs the deprecated tf.lite.Interpreter inside
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        return _debugger_file(debug, converter, calibration, float_tensors)
+
+
+def _debugger_file(debug, converter, calibration, float_tensors: list[str]) -> bytes:
     debugger = debug.QuantizationDebugger(
         converter=converter,
         debug_dataset=_representative(calibration),
