@@ -219,6 +219,47 @@ def predict(
 
 
 @app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    format_: Annotated[
+        str, typer.Option("--format", help="savedmodel or tflite.", show_default=False)
+    ],
+    quantize: Annotated[
+        str, typer.Option(help="tflite only: none, dynamic, float16 or int8.")
+    ] = "none",
+    calibration_examples: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="int8: training examples to calibrate on (seeded sample; 200)."),
+    ] = None,
+    max_metric_drop: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(help="Exit 1 if the file scores worse than the Keras model by more."),
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Write a deployable file under RUN_DIR/export/ (normalization inside), re-score it on
+    the test split against the trained model, record both in export/export.json."""
+    from bigmodel_cli.export import ExportRequest, export_run, report
+
+    request = ExportRequest(run_dir, format_, quantize, calibration_examples, max_metric_drop)
+    try:
+        result = export_run(request)
+    except UserError as err:
+        raise _fail(err) from None
+    if result["note"]:
+        console.note(result["note"])
+    if json_:
+        console.print_json(result)
+    else:
+        for title, columns, rows in report.tables(result):
+            console.table(title, columns, rows)
+        console.out.print(result["path"], highlight=False, soft_wrap=True)
+    if not result["passed"]:
+        console.problems([report.failure(result)], title="export failed")
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
 def validate(
     config: Annotated[Path, typer.Argument(help="The config file.")],
     set_: SetOption = None,

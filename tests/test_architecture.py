@@ -26,7 +26,7 @@ ROOT = Path(bigmodel_cli.__file__).parent
 # Top to bottom: a module may import its own layer or any lower one, never a higher one.
 LAYERS = (
     ("cli",),
-    ("experiments",),
+    ("experiments", "export"),
     ("training",),
     ("inference",),
     ("models",),

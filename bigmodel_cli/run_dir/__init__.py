@@ -2,7 +2,7 @@
 
     OUTPUT_DIR/NAME/YYYYMMDD-HHMMSS[-N]/
         config.yaml  environment.json  metrics.csv  tensorboard/  checkpoints/
-        model.keras  summary.json  eval.json
+        model.keras  summary.json  eval.json  export/
 
 A run directory is never overwritten: a new run gets a new timestamped folder, and
 `--run-dir` accepts only a new or empty folder. Files are written whole or not at all
@@ -54,6 +54,8 @@ MODEL = "model.keras"
 SUMMARY = "summary.json"
 EVAL = "eval.json"
 VOCABULARY = "vocabulary.json"
+EXPORT = "export"  # bigmodel export's files: saved_model/, model*.tflite, export.json
+EXPORT_REPORT = "export.json"
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ class RunDir:
     @property
     def eval(self) -> Path:
         return self.root / EVAL
+
+    @property
+    def export(self) -> Path:
+        return self.root / EXPORT
 
     @property
     def vocabulary(self) -> Path:
