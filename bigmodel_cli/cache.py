@@ -1,6 +1,7 @@
 """The folder bigmodel keeps what it can recompute: the measured peak FLOP/s, the token
-files of text corpora (tokens/), the decoded images of `data.cache: disk` (images/). `BIGMODEL_CACHE_DIR`, else `$XDG_CACHE_HOME/bigmodel`, else
-`~/.cache/bigmodel`; deleting it at any time loses only the time to rebuild it."""
+files of text corpora (tokens/), the decoded images of `data.cache: disk` (images/).
+`BIGMODEL_CACHE_DIR`, else `$XDG_CACHE_HOME/bigmodel`, else `~/.cache/bigmodel`;
+deleting it at any time loses only the time to rebuild it."""
 
 from __future__ import annotations
 
