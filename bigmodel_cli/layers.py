@@ -157,7 +157,14 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         self.position_encoding.build(tuple(input_shape) + (self.embed_dim,))
         super().build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs, reverse=False):
+        """Token ids -> embeddings; with `reverse`, hidden states `(..., embed_dim)` ->
+        scores over the vocabulary through the same (transposed) token embedding: the
+        tied output projection of `model.tie_embeddings` (as keras-hub's
+        ReversibleEmbedding)."""
+        if reverse:
+            table = tf.cast(self.token_embedding.embeddings, inputs.dtype)
+            return tf.matmul(inputs, table, transpose_b=True)
         return self.position_encoding(self.token_embedding(inputs))
 
     def embed_at(self, tokens, positions):
@@ -166,7 +173,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         x = self.token_embedding(tokens)
         return x + tf.cast(self.position_encoding.at(positions), x.dtype)[None]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape, reverse=False):
+        if reverse:
+            return tf.TensorShape(input_shape)[:-1].concatenate([self.vocab_size])
         return tf.TensorShape(input_shape).concatenate([self.embed_dim])
 
     def get_config(self):

@@ -138,9 +138,19 @@ class TransformerConfig(ModelCommon):
         description="Vision Transformer: images (height, width, channels) are cut into "
         "patch_size x patch_size patches, each embedded as one token.",
     )
+    tie_embeddings: bool = Field(
+        False,
+        description="language_model: the output projection reuses the token embedding "
+        "(transposed, no bias), as GPT-2 does: vocab_size x d_model + vocab_size fewer "
+        "parameters.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TransformerConfig:
+        if self.tie_embeddings and self.task != "language_model":
+            raise ConfigKeyError(
+                "tie_embeddings", "only a language model's output is over its token embedding."
+            )
         if self.patch_size and self.task == "language_model":
             raise ConfigKeyError(
                 "patch_size", "patches are for images; a language model reads tokens."

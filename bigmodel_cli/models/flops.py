@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from bigmodel_cli.layers import TokenAndPositionEmbedding
 from bigmodel_cli.tfenv import import_keras
 
 keras = import_keras()
@@ -115,8 +116,18 @@ def _attention(layer) -> int:
     return 2 * int(projections + scores + mixing)
 
 
+def _tied_projection(layer) -> int:
+    """A token embedding called again, reversed, as the tied output projection
+    (model.tie_embeddings): each step's hidden state times the (vocab, dim) table."""
+    if len(layer.inbound_nodes) < 2:
+        return 0  # only the lookup: no multiply-adds
+    steps = _input_dims(layer)[0]
+    return 2 * steps * layer.vocab_size * layer.embed_dim
+
+
 # Order matters where classes inherit: SeparableConv and Conv*Transpose subclass Conv.
 _COUNTERS = (
+    (TokenAndPositionEmbedding, _tied_projection),
     (keras.layers.Dense, _dense),
     (keras.layers.DepthwiseConv2D, _depthwise),
     (keras.layers.SeparableConv1D, _separable),

@@ -269,7 +269,7 @@ def layer_costs(model: Any, cfg: Config, spec: Any) -> list[Cost]:
         own = own_key(cfg, layer.name, index)
         inbound = _inbound(layer)
         inherited = keys.get(inbound[0], input_key) if inbound else input_key
-        in_dims, out_dims = _dims(layer.input_shape), _dims(layer.output_shape)
+        in_dims, out_dims = _dims(layer.get_input_shape_at(0)), _dims(layer.get_output_shape_at(0))
         if math.prod(out_dims) > math.prod(in_dims):  # the layer itself makes it large
             act_key = _match(max(out_dims), sizes, own, inherited) or own or inherited
         else:

@@ -44,7 +44,7 @@ def summarize(cfg: Config, base_dir: Path) -> dict[str, Any]:
             {
                 "name": layer.name,
                 "type": type(layer).__name__,
-                "output_shape": _shape(layer.output_shape),
+                "output_shape": _shape(layer.get_output_shape_at(0)),
                 "params": int(layer.count_params()),
             }
             for layer in model.layers

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 from bigmodel_cli import registry
-from bigmodel_cli.config import Config
+from bigmodel_cli.config import Config, defaults
 from bigmodel_cli.errors import ConfigError
 from bigmodel_cli.layers import LayersModel, PositionEncoding, TokenAndPositionEmbedding
 from bigmodel_cli.models import common
@@ -177,6 +177,23 @@ def encoder_block(x, cfg: Config, index: int, causal: bool):
     return keras.layers.Add(name=name("ff_residual"))([x, h])
 
 
+def _tied_output(x, cfg: Config, spec: DataSpec, embedding):
+    """The language-model head of `model.tie_embeddings`: the token embedding, reversed,
+    then the head's activation (a layer of its own, named as every output layer is)."""
+    if not isinstance(embedding, TokenAndPositionEmbedding):
+        raise ConfigError("model.tie_embeddings: needs integer token inputs to embed.")
+    if cfg.model.outputs and cfg.model.outputs != embedding.vocab_size:
+        raise ConfigError(
+            f"model.outputs: {cfg.model.outputs} output units, but tied embeddings output "
+            f"the vocabulary ({embedding.vocab_size}); remove model.outputs"
+        )
+    head = defaults.output_head(cfg, spec)
+    scores = embedding(x, reverse=True)
+    return keras.layers.Activation(head.activation, dtype="float32", name=common.OUTPUT_LAYER)(
+        scores
+    )
+
+
 def build_transformer(cfg: Config, spec: DataSpec) -> keras.Model:
     model = cfg.model
     _check_task(cfg, spec)
@@ -193,6 +210,7 @@ def build_transformer(cfg: Config, spec: DataSpec) -> keras.Model:
     # === Inputs ===
     inputs = common.model_input(cfg, spec)
     x = _embed(inputs, cfg, spec, max_length)
+    embedding = x._keras_history.layer  # the input stage, whose table a tied head reuses
 
     # === Encoder blocks ===
     for index in range(1, model.num_layers + 1):
@@ -200,7 +218,9 @@ def build_transformer(cfg: Config, spec: DataSpec) -> keras.Model:
     x = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=FINAL_NORM)(x)
 
     # === Head ===
-    if is_lm:
+    if is_lm and model.tie_embeddings:
+        outputs = _tied_output(x, cfg, spec, embedding)
+    elif is_lm:
         vocab_size = model.vocab_size or spec.vocab_size
         units = _at_least("outputs", model.outputs, vocab_size, "vocabulary")
         outputs = common.output_layer(x, cfg, spec, units=units)

@@ -116,7 +116,10 @@ class CachedTransformer:
         return x
 
     def _head(self, hidden):
-        return self.output(self.final_norm(hidden))[0, -1]
+        hidden = self.final_norm(hidden)
+        if not hasattr(self.output, "kernel"):  # model.tie_embeddings: the embedding, reversed
+            hidden = self.embedding(hidden, reverse=True)
+        return self.output(hidden)[0, -1]
 
     def traces(self) -> int:
         """How many graphs the two functions traced (2 when shapes never changed)."""

@@ -173,7 +173,8 @@ def test_multibyte_characters_are_streamed_whole():
 # === The cached decoder against the full model ================================
 
 
-def test_cached_decoder_matches_the_model_on_random_weights():
+@pytest.mark.parametrize("tied", [False, True], ids=["own output layer", "tied embeddings"])
+def test_cached_decoder_matches_the_model_on_random_weights(tied):
     """Sinusoidal positions, a softmax output, dropout, max_length past the data's length:
     the cached scores equal the full model's at every step, across a slide."""
     from bigmodel_cli import distribution
@@ -186,7 +187,8 @@ def test_cached_decoder_matches_the_model_on_random_weights():
     import tf_keras as keras
 
     keras.utils.set_random_seed(3)
-    config = tiny_lm_config(positional="sinusoidal", dropout=0.1, ff_dim=48, max_length=40)
+    config = tiny_lm_config(positional="sinusoidal", dropout=0.1, ff_dim=48, max_length=40,
+                            tie_embeddings=tied)  # fmt: skip
     config["loss"] = "sparse_categorical_crossentropy"  # softmax probabilities out
     cfg = config_load.config_from_mapping(config)
     vocabulary = ByteVocabulary.learn(bytes(range(32, 127)))
