@@ -63,6 +63,17 @@ def decoded_batches(encoded: EncodedExamples, *, standardize: bool = True):
     return decode
 
 
+def pixel_batches(encoded: EncodedExamples, indices: np.ndarray | None = None):
+    """A dataset of the examples `indices` (all of them by default), in order, decoded
+    to their native shape and not standardized (uint8 values as float32), SAMPLE_BATCH
+    at a time: for statistics, the disk cache and tests, not for training."""
+    tf = import_tensorflow()
+    decode = decoded_batches(replace(encoded, layout=None), standardize=False)
+    indices = np.arange(len(encoded)) if indices is None else indices
+    batches = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
+    return batches.batch(SAMPLE_BATCH).map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
 def encoded_gather(encoded: EncodedExamples, labels: np.ndarray):
     """`pipeline._epoch_stream`'s gather for encoded examples: (decoded inputs, labels)."""
     tf = import_tensorflow()
@@ -75,20 +86,13 @@ def sample_normalization(encoded: EncodedExamples, seed: int) -> tuple[Normaliza
     """Per-channel mean and std of a seeded sample of NORMALIZATION_SAMPLE examples (all
     of them when there are no more), in float64 sums a batch at a time; std 0 -> 1.
     Returns the statistics and how many examples they were measured on."""
-    tf = import_tensorflow()
     n = len(encoded)
     if n > NORMALIZATION_SAMPLE:
         rng = np.random.default_rng(seed)
         indices = np.sort(rng.choice(n, NORMALIZATION_SAMPLE, replace=False))
     else:
         indices = np.arange(n)
-    decode = decoded_batches(encoded, standardize=False)
-    batches = (
-        tf.data.Dataset.from_tensor_slices(indices.astype(np.int64))
-        .batch(SAMPLE_BATCH)
-        .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(2)
-    )
+    batches = pixel_batches(encoded, indices)
     channels = encoded.shape[-1]
     total = np.zeros(channels)
     squares = np.zeros(channels)
@@ -142,12 +146,9 @@ def standardize_encoded(
 def decoded_array(encoded: EncodedExamples) -> np.ndarray:
     """Every example decoded, uint8 (n, *shape), for a small set (tests, a few images to
     look at): what training decodes batch by batch, before standardization."""
-    tf = import_tensorflow()
-    decode = decoded_batches(replace(encoded, layout=None), standardize=False)
     out = np.empty((len(encoded), *encoded.shape), np.uint8)
-    batches = tf.data.Dataset.range(len(encoded)).batch(SAMPLE_BATCH).map(decode)
     start = 0
-    for batch in batches.as_numpy_iterator():
+    for batch in pixel_batches(encoded).as_numpy_iterator():
         out[start : start + len(batch)] = batch.astype(np.uint8)
         start += len(batch)
     return out

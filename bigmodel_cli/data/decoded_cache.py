@@ -18,11 +18,8 @@ from dataclasses import replace
 import numpy as np
 
 from bigmodel_cli.cache import cache_root
-from bigmodel_cli.data.decode import SAMPLE_BATCH, decoded_batches
+from bigmodel_cli.data.decode import pixel_batches
 from bigmodel_cli.spec import EncodedExamples
-from bigmodel_cli.tfenv import import_tensorflow
-
-WRITE_BATCH = 256
 
 
 def cache_key(encoded: EncodedExamples) -> str:
@@ -43,15 +40,11 @@ def with_decoded_cache(encoded: EncodedExamples) -> tuple[EncodedExamples, bool]
     size = len(encoded) * int(np.prod(encoded.shape))
     if path.is_file() and path.stat().st_size == size:
         return replace(encoded, decoded=str(path)), False
-    tf = import_tensorflow()
     folder.mkdir(parents=True, exist_ok=True)
     work = folder / f".{path.name}.{os.getpid()}"
-    decode = decoded_batches(replace(encoded, layout=None, decoded=None), standardize=False)
-    batches = tf.data.Dataset.range(len(encoded)).batch(max(WRITE_BATCH, SAMPLE_BATCH))
-    batches = batches.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
     try:
         with open(work, "wb") as out:
-            for batch in batches.as_numpy_iterator():
+            for batch in pixel_batches(replace(encoded, decoded=None)).as_numpy_iterator():
                 out.write(batch.astype(np.uint8).tobytes())
         os.replace(work, path)
     finally:

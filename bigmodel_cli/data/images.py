@@ -76,21 +76,30 @@ def largest_image(read_sizes: Iterable[Callable[[], ImageSize | None]], names: l
     one of `read_sizes`). Images over MAX_IMAGE_PIXELS, or in a format whose size cannot
     be read first, are refused (exit 2), every one named (up to MAX_PROBLEMS), before
     any is decoded. A header that does not parse is left to the decoder to report."""
-    largest, problems = 0, []
+    return read_headers(read_sizes, names)[0]
+
+
+def read_headers(
+    read_sizes: Iterable[Callable[[], ImageSize | None]], names: list[str]
+) -> tuple[int, list[int]]:
+    """`largest_image`, and the positions of the images whose header did not parse."""
+    largest, unparsed, problems = 0, [], []
     bound = f"images over {MAX_IMAGE_PIXELS // 10**6} megapixels are refused before decoding"
-    for read, name in zip(read_sizes, names, strict=True):
+    for index, (read, name) in enumerate(zip(read_sizes, names, strict=True)):
         try:
             size = read()
         except UnsupportedImage as err:
             problems.append(f"{name}: {err}")
             continue
-        if size is not None and size.pixels > MAX_IMAGE_PIXELS:
+        if size is None:
+            unparsed.append(index)
+        elif size.pixels > MAX_IMAGE_PIXELS:
             problems.append(f"{name}: {size.describe()} once decoded; {bound}. Downscale it")
-        elif size is not None:
+        else:
             largest = max(largest, size.pixels)
     if problems:
         raise DataError(capped(problems))
-    return largest
+    return largest, unparsed
 
 
 def decode_parallelism(largest_pixels: int) -> int:
@@ -164,29 +173,25 @@ def encoded_files(paths: list[Path], cfg: Config) -> EncodedExamples:
     file that is not an image is reported (exit 2, every one by its path) before
     training, not when a batch reaches it."""
     shape = image_shape(cfg)
-    sizes = np.empty(len(paths), np.int64)
-    unparsed, problems = [], []
-    bound = f"images over {MAX_IMAGE_PIXELS // 10**6} megapixels are refused before decoding"
+    sizes, problems, readable = np.empty(len(paths), np.int64), [], []
     for i, path in enumerate(paths):
         try:
             sizes[i] = os.stat(path).st_size
-            size = image_size_of_file(path)
-        except UnsupportedImage as err:
-            problems.append(f"{path}: {err}")
-            continue
+            readable.append(path)
         except OSError as err:
             problems.append(f"{path}: cannot read the file ({err.strerror})")
-            continue
-        if size is None:
-            unparsed.append(path)
-        elif size.pixels > MAX_IMAGE_PIXELS:
-            problems.append(f"{path}: {size.describe()} once decoded; {bound}. Downscale it")
+    readers = (functools.partial(image_size_of_file, p) for p in readable)
+    try:
+        _, unparsed = read_headers(readers, [str(p) for p in readable])
+    except DataError as err:  # reported with the files that cannot be read
+        raise DataError(capped(problems + err.problems)) from None
     if unparsed:
         from bigmodel_cli.tfenv import import_tensorflow, quiet_native_logs
 
         tf = import_tensorflow()
         with quiet_native_logs():
-            problems += [f"{p}: {why}" for p in unparsed if (why := _undecodable(tf, p, shape))]
+            problems += [f"{readable[i]}: {why}" for i in unparsed
+                         if (why := _undecodable(tf, readable[i], shape))]  # fmt: skip
     if problems:
         raise DataError(capped(problems))
     return EncodedExamples(

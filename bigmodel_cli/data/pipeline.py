@@ -117,10 +117,9 @@ def make_dataset(
             batches = tf.data.Dataset.range(len(y)).batch(cfg.data.batch_size)
             ds = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     elif training and start is not None:
-        x = arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
-        ds = _epoch_stream(len(x), _in_memory_gather(x, y), cfg, start)
+        ds = _epoch_stream(len(y), _in_memory_gather(_inputs(arrays, spec), y), cfg, start)
     else:
-        x = arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
+        x = _inputs(arrays, spec)
         # No cache(): the slices already live in memory, caching would only copy them.
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if training and cfg.data.shuffle:
@@ -139,6 +138,11 @@ def make_dataset(
             first_batch = start[0] * math.ceil(len(y) / cfg.data.batch_size) + start[1]
         ds = augment_batches(ds, cfg.data.augment, cfg.seed, first_batch)
     return _finish(tf, ds)
+
+
+def _inputs(arrays: Arrays, spec: DataSpec) -> np.ndarray:
+    """In-memory inputs in the dtype the model reads (no copy when they already are)."""
+    return arrays.x.astype(np.int32 if spec.input_dtype == "int32" else np.float32, copy=False)
 
 
 def _finish(tf, ds):

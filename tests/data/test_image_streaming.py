@@ -254,6 +254,6 @@ def test_disk_cache_decodes_once_and_gives_the_same_batches(tmp_path, monkeypatc
         for (x1, y1), (x2, y2) in zip(ours, theirs, strict=True):
             assert np.array_equal(x1.numpy(), x2.numpy()) and np.array_equal(y1, y2)
     # A second load reads the files; it does not decode again.
-    monkeypatch.setattr(decoded_cache, "decoded_batches", None)  # would fail if called
+    monkeypatch.setattr(decoded_cache, "pixel_batches", None)  # would fail if called
     again = load_data(cfg, tmp_path)
     assert any("reused" in note for note in again.notes)

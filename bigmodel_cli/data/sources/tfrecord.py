@@ -34,8 +34,8 @@ from bigmodel_cli.data.images import (
     DECODE_BATCH,
     check_fits_in_memory,
     decode_image,
-    largest_image,
     op_message,
+    read_headers,
 )
 from bigmodel_cli.data.limits import MAX_PROBLEMS, array_value_problems
 from bigmodel_cli.data.raw import RawData
@@ -197,13 +197,11 @@ def _check_images(tf, images, shape, path: Path, first: int) -> None:
     images (decoded only when their header does not parse)."""
     names = [f"data.paths: {path} record {first + i}" for i in range(len(images))]
     readers = [functools.partial(image_size_of_bytes, data) for data in images]
-    largest_image(readers, names)
     problems = []
-    for name, data in zip(names, images, strict=True):
-        if image_size_of_bytes(data) is None:
-            try:
-                decode_image(tf, data, shape)
-            except tf.errors.OpError as err:
-                problems.append(f"{name}: not a readable image ({op_message(err)})")
+    for i in read_headers(readers, names)[1]:
+        try:
+            decode_image(tf, images[i], shape)
+        except tf.errors.OpError as err:
+            problems.append(f"{names[i]}: not a readable image ({op_message(err)})")
     if problems:
         raise DataError(problems[:MAX_PROBLEMS])
