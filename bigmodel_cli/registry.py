@@ -81,6 +81,39 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@keras.saving.register_keras_serializable(package="bigmodel")
+class SwitchAt(keras.optimizers.schedules.LearningRateSchedule):
+    """`before` (a rate or a schedule) until step `boundary`, then `after`, a schedule
+    started at its own step 0 then: init.unfreeze_after_epochs' second phase."""
+
+    def __init__(self, before, boundary: int, after, name: str | None = None):
+        super().__init__()
+        self.before, self.after = (
+            keras.optimizers.schedules.deserialize(rate) if isinstance(rate, dict) else rate
+            for rate in (before, after)
+        )
+        self.boundary = int(boundary)
+        self.name = name
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        boundary = tf.cast(self.boundary, tf.float32)
+        first = _rate_at(self.before, step)
+        second = _rate_at(self.after, tf.maximum(step - boundary, 0.0))
+        return tf.where(step < boundary, first, second)
+
+    def get_config(self):
+        before, after = (
+            rate if isinstance(rate, float) else keras.optimizers.schedules.serialize(rate)
+            for rate in (self.before, self.after)
+        )
+        return {"before": before, "boundary": self.boundary, "after": after, "name": self.name}
+
+
+def _rate_at(rate, step):
+    return tf.cast(rate(step), tf.float32) if callable(rate) else tf.constant(rate, tf.float32)
+
+
 def _default_warmup(cfg: ScheduleConfig, total_steps: int) -> int:
     # warmup_cosine promises a warm-up; when its length is not given, use 10% of
     # training (the usual `warmup_ratio`).
@@ -153,18 +186,27 @@ def build_schedule(
 # === Optimizers ==============================================================
 
 
-def build_optimizer(cfg: OptimizerConfig, total_steps: int) -> keras.optimizers.Optimizer:
+def learning_rate(rate: float | ScheduleConfig, total_steps: int):
+    """A config's learning rate (a number or a schedule mapping) as Keras takes it."""
+    if isinstance(rate, ScheduleConfig):
+        return build_schedule(rate, total_steps)
+    return float(rate)
+
+
+def build_optimizer(
+    cfg: OptimizerConfig, total_steps: int, rate=None
+) -> keras.optimizers.Optimizer:
     """The optimizer, with only the hyperparameters the config sets (Keras defaults
-    apply to the rest), its learning rate or schedule, and gradient clipping."""
-    learning_rate = cfg.learning_rate
-    if isinstance(learning_rate, ScheduleConfig):
-        learning_rate = build_schedule(learning_rate, total_steps)
+    apply to the rest), its learning rate or schedule (or `rate`, a Keras one), and
+    gradient clipping."""
+    if rate is None:
+        rate = learning_rate(cfg.learning_rate, total_steps)
     kwargs = {
         key: getattr(cfg, key)
         for key in (*sorted(OPTIMIZER_ARGS[cfg.name]), *CLIPPING)
         if getattr(cfg, key) is not None
     }
-    return OPTIMIZERS[cfg.name](learning_rate=learning_rate, **kwargs)
+    return OPTIMIZERS[cfg.name](learning_rate=rate, **kwargs)
 
 
 # === Losses ==================================================================

@@ -306,7 +306,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
 
 def dump_config(cfg: Config) -> str:
     """The resolved config as YAML, suitable for `config.yaml` in a run directory."""
-    data = cfg.model_dump(mode="json", exclude_none=True)
+    data = cfg.model_dump(mode="json", exclude_none=True, by_alias=True)  # init.from
     data.pop("base", None)
     return yaml.safe_dump(data, sort_keys=False)
 

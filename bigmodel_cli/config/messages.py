@@ -104,7 +104,7 @@ def _describe(error: dict[str, Any]) -> str:
 
     if kind == "extra_forbidden":
         _, parent = _resolve_location(parent_loc)
-        allowed = sorted(parent.model_fields) if parent else []
+        allowed = sorted(f.alias or k for k, f in parent.model_fields.items()) if parent else []
         owner = ".".join(str(p) for p in _resolve_location(parent_loc)[0]) or "the config"
         if parent_loc[:1] == ("model",) and len(parent_loc) == 2:
             owner = f"model.type={parent_loc[1]!r}"

@@ -35,8 +35,11 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("output", schema.OutputConfig),
     ("tune", schema.TuneConfig),
     ("tune.space.KEY (one of)", schema.SearchRange),
+    ("init", schema.InitConfig),
 ]
-SECTION_KEYS = {"data", "optimizer", "regularization", "train", "distribute", "output", "tune"}
+SECTION_KEYS = {
+    "data", "optimizer", "regularization", "train", "distribute", "output", "tune", "init",
+}  # fmt: skip
 
 
 def _default(field) -> str:
@@ -81,6 +84,7 @@ def markdown() -> str:
                 continue  # sections have tables of their own
             description = (field.description or "").replace("|", "\\|")
             choices = _choices(field.annotation)
+            key = field.alias or key  # `init.from` is `from_` in Python
             lines.append(f"| `{key}` | {_default(field)} | {description}{choices} |")
         lines.append("")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from bigmodel_cli.config.data import (
     SEQUENCE_TASKS,
     DataConfig,
 )
+from bigmodel_cli.config.init import InitConfig
 from bigmodel_cli.config.model import (
     ModelConfig,
 )
@@ -84,6 +85,9 @@ class Config(Section):
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
     tune: TuneConfig | None = Field(
         None, description="Hyperparameter search for `bigmodel tune` (`bigmodel train` ignores it)."
+    )
+    init: InitConfig | None = Field(
+        None, description="Start from a trained run's weights (transfer learning)."
     )
 
     # The JSON Schema shows what this validator accepts: a loss name, or the mapping.
@@ -149,6 +153,13 @@ class Config(Section):
                     "metrics",
                     f"{', '.join(wrong)} need a classification loss; loss is {self.loss.name!r}.",
                 )
+        unfreeze = self.init.unfreeze_after_epochs if self.init else None
+        if unfreeze is not None and unfreeze >= self.train.epochs:
+            raise ConfigKeyError(
+                "init.unfreeze_after_epochs",
+                f"{unfreeze}: training ends after train.epochs={self.train.epochs}; unfreeze "
+                "earlier, or train longer",
+            )
         return self
 
 

@@ -37,6 +37,7 @@ def load_data(
     base_dir: Path,
     *,
     normalization: Normalization | None = None,
+    parent_normalization: Normalization | None = None,
     vocabulary: dict | None = None,
     same_corpus: bool = False,
 ) -> DataBundle:
@@ -44,7 +45,10 @@ def load_data(
 
     `base_dir` resolves relative paths (the config file's folder). `normalization` and
     `vocabulary` (JSON form) replace what would be learned from the training split
-    (e.g. a trained run's, to evaluate or predict on other data). `same_corpus`: the
+    (e.g. a trained run's, to evaluate or predict on other data). `parent_normalization`
+    (a fine-tuned run's parent's) replaces them only when the examples have the shape it
+    was measured on: the copied layers then see inputs scaled as in the parent's
+    training. `same_corpus`: the
     data is the run's own (resume, evaluate), so a text corpus whose files changed since
     training is an error: its documents would be dealt to the splits differently.
     """
@@ -64,6 +68,13 @@ def load_data(
     elif cfg.data.cache == "disk":
         notes.append("data.cache: disk: these examples are held in memory, not cached")
     stats = None
+    if (
+        cfg.data.normalize
+        and raw.kind in FLOAT_KINDS
+        and normalization is None
+        and parent_normalization
+    ):
+        normalization = _fitting(parent_normalization, raw, notes)
     if cfg.data.normalize and raw.kind in FLOAT_KINDS and raw.encoded is not None:
         stats, note = standardize_encoded(splits, normalization, cfg.seed)
         notes.append(note)
@@ -88,6 +99,18 @@ def load_data(
     )
     effective_loss(cfg, spec)  # a loss that contradicts the data fails now, not mid-build
     return bundle
+
+
+def _fitting(parent: Normalization, raw: RawData, notes: list[str]) -> Normalization | None:
+    native = tuple(raw.encoded.shape) if raw.encoded is not None else raw.x.shape[1:]
+    if tuple(parent.native_shape) == tuple(native):
+        notes.append("init.from: the inputs are standardized with the parent run's statistics")
+        return parent
+    notes.append(
+        f"init.from: the parent's statistics are for examples of shape "
+        f"{tuple(parent.native_shape)}, these are {tuple(native)}: standardized with their own"
+    )
+    return None
 
 
 def _cache_decoded(splits: dict[str, Arrays | None]) -> str:

@@ -117,7 +117,9 @@ def evaluate_run(
         other = config_load.load_config(data_config)
         cfg = cfg.model_copy(update={"data": other.data, "seed": other.seed})  # its splits
         base_dir = data_config.parent
-        # The model expects inputs scaled like its training data, not like the new data.
+    if data_config is not None or cfg.init is not None:
+        # The model expects inputs scaled like its training data, not like the new data
+        # (nor, for a fine-tuned run, like its own: it may have used its parent's scale).
         saved = recorded_normalization(run)
         normalization = data_lib.Normalization.from_json(saved) if saved else None
 

@@ -18,6 +18,7 @@ from bigmodel_cli.performance import auto_steps_per_execution
 from bigmodel_cli.tfenv import import_keras
 from bigmodel_cli.training.prepare import Prepared
 from bigmodel_cli.training.runtime import Runtime
+from bigmodel_cli.training.transfer import build_every_slot, learning_rate, take_weights
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Built:
     precision: str
     steps_per_execution: int
     memory_estimate: int
+    init: dict | None = None  # what init.from gave the model: copied, fresh, frozen layers
 
 
 def build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
@@ -39,12 +41,17 @@ def build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
     # activations and the data cannot fit in the memory available.
     estimate = memory.check(cfg, data.spec, data.bundle, runtime.precision, placement.devices)
 
+    taken = {}
+
     def build(policy: str) -> keras.Model:
         keras.backend.clear_session()
         keras.utils.set_random_seed(cfg.seed)  # the same initial weights whatever the policy
         distribution.set_precision(policy)
         with placement.strategy.scope():
-            return build_model(cfg, data.spec)
+            model = build_model(cfg, data.spec)
+            if data.parent is not None:  # a resumed run's backup then replaces them
+                taken.update(take_weights(model, data.parent, cfg.init))
+            return model
 
     precision = runtime.precision
     model = build(precision)
@@ -59,11 +66,16 @@ def build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
     with placement.strategy.scope():
         model.compile(
             optimizer=registry.build_optimizer(
-                cfg.optimizer, data.steps_per_epoch * cfg.train.epochs
+                cfg.optimizer,
+                data.steps_per_epoch * cfg.train.epochs,
+                learning_rate(cfg, data.steps_per_epoch),
             ),
             loss=registry.build_loss(data.loss_cfg),
             metrics=registry.build_metrics(data.metric_names, data.loss_cfg, data.spec),
             steps_per_execution=steps_per_execution,
             jit_compile=cfg.train.jit_compile,
         )
-    return Built(model, flops, precision, steps_per_execution, estimate.total)
+        if cfg.init is not None and cfg.init.unfreeze_after_epochs is not None:
+            build_every_slot(model)
+    init = data.parent.record(taken) if data.parent is not None else None
+    return Built(model, flops, precision, steps_per_execution, estimate.total, init)

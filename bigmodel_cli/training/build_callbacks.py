@@ -32,6 +32,7 @@ from bigmodel_cli.training.prepare import Prepared
 from bigmodel_cli.training.run_directory import Claimed
 from bigmodel_cli.training.runtime import Runtime
 from bigmodel_cli.training.start import Start
+from bigmodel_cli.training.transfer import unfreezing
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,10 @@ def build_callbacks(start: Start, claimed: Claimed, runtime: Runtime, data: Prep
     remembered = _Remembered(start, checkpoints, early_stopping, time_limit)
     stop = StopRequest()
     resume_backup = _resume_backup(start, claimed, runtime, data, throughput, stop, remembered)
+    unfreeze = unfreezing(built.model, cfg.init)
     callbacks: list = [
         throughput,  # first: the others read its epoch timings
+        *([unfreeze] if unfreeze is not None else []),  # before the epoch's first step
         NaNGuard(),  # before anything that saves: a NaN step raises here
         MetricsCSV(run.metrics, throughput),
         *([checkpoints] if options.save_checkpoints else []),

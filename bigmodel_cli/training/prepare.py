@@ -18,6 +18,7 @@ from bigmodel_cli.models import memory
 from bigmodel_cli.training.callbacks.monitor import check_monitor
 from bigmodel_cli.training.runtime import Runtime
 from bigmodel_cli.training.start import Start
+from bigmodel_cli.training.transfer import Parent, open_parent, parent_normalization
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Prepared:
     val_ds: Any
     steps_per_epoch: int
     batches_per_epoch: int
+    parent: Parent | None = None  # the run `init.from` names
 
 
 def prepare_data(start: Start, runtime: Runtime) -> Prepared:
@@ -41,10 +43,18 @@ def prepare_data(start: Start, runtime: Runtime) -> Prepared:
     cfg = start.cfg
     # Synthetic data is refused before it is generated when it (or its model) cannot fit.
     memory.check_before_data(cfg, runtime.precision, runtime.placement.devices)
-    # A resumed run reuses its own vocabulary rather than learning it again.
+    parent = open_parent(cfg)
+    # A resumed run reuses its own vocabulary rather than learning it again; a
+    # fine-tuned one its parent's, whose embedding rows it copies.
     saved_vocabulary = run_dir.read_vocabulary(start.run) if start.run is not None else None
+    if saved_vocabulary is None and parent is not None:
+        saved_vocabulary = parent.vocabulary
     bundle = data_lib.load_data(
-        cfg, start.base_dir, vocabulary=saved_vocabulary, same_corpus=start.run is not None
+        cfg,
+        start.base_dir,
+        parent_normalization=parent_normalization(parent, cfg),
+        vocabulary=saved_vocabulary,
+        same_corpus=start.run is not None,
     )
     spec = bundle.spec
     loss_cfg = defaults.effective_loss(cfg, spec)
@@ -62,7 +72,15 @@ def prepare_data(start: Start, runtime: Runtime) -> Prepared:
         validation = bundle.validation.bounded(cfg.train.validation_steps, cfg.data.batch_size)
         val_ds = data_lib.make_dataset(validation, cfg, spec, training=False)
     return Prepared(
-        bundle, spec, loss_cfg, metric_names, train_ds, val_ds, steps_per_epoch, batches_per_epoch
+        bundle,
+        spec,
+        loss_cfg,
+        metric_names,
+        train_ds,
+        val_ds,
+        steps_per_epoch,
+        batches_per_epoch,
+        parent,
     )
 
 

@@ -74,8 +74,8 @@ def claim_run_dir(
 
 
 def absolute_paths(cfg: Config, base_dir: Path) -> Config:
-    """The run's config.yaml must work from anywhere: make data.path and data.paths
-    absolute (data.paths are glob patterns: see data.files.anchored)."""
+    """The run's config.yaml must work from anywhere: make data.path, data.paths and
+    init.from absolute (data.paths are glob patterns: see data.files.anchored)."""
     from bigmodel_cli.data.files import anchored
 
     base = base_dir.resolve()
@@ -87,6 +87,10 @@ def absolute_paths(cfg: Config, base_dir: Path) -> Config:
         )
     if cfg.data.paths:
         update["paths"] = [anchored(p, base) for p in cfg.data.paths]
+    if cfg.init is not None and cfg.init.from_ is not None:
+        # Relative to the current directory, as a RUN_DIR on the command line is.
+        parent = str(Path(cfg.init.from_).expanduser().resolve())
+        cfg = cfg.model_copy(update={"init": cfg.init.model_copy(update={"from_": parent})})
     if not update:
         return cfg
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=update)})

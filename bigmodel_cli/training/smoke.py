@@ -84,6 +84,10 @@ def smoke_overrides(path: Path, output_dir: Path) -> list[str]:
         # One step per graph call: the training step is traced once (a multi-step call
         # traces it twice, for its loop), and tracing is most of a small config's time.
         overrides.append("train.steps_per_execution=1")
+    if cfg.init is not None and cfg.init.from_ is None:
+        # The run to start from is given when training for real (--set init.from=...):
+        # smoke trains the same model from fresh weights.
+        overrides.append("init=null")
     if data.source == "synthetic":
         overrides.append(f"data.examples={min(data.examples or examples, examples)}")
     if data.source == "text_corpus" and data.tokenizer == "bpe":

@@ -49,6 +49,8 @@ def summarize(start: Start, claimed: Claimed, runtime: Runtime, data: Prepared, 
         **_cost(start, runtime, built, callbacks, rows, started),
         **_provenance(start, data),
     }
+    if built.init is not None:
+        summary["init"] = built.init
     if data.spec.task == "language_model":
         summary["tokens_per_second"] = summary.pop("examples_per_second")
     faults.point("before_summary")

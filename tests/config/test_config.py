@@ -28,7 +28,10 @@ def test_every_shipped_config_validates(path: Path):
     assert cfg.name
     first = path.read_text().splitlines()[0]
     command = "tune" if cfg.tune is not None else "train"  # a search is run by `tune`
-    assert first == f"# bigmodel {command} {path.relative_to(REPO)}", "not headed by its command"
+    # A config that starts from another run names the key that takes it.
+    parent = " --set init.from=RUN_DIR" if cfg.init and cfg.init.from_ is None else ""
+    head = f"# bigmodel {command} {path.relative_to(REPO)}{parent}"
+    assert first == head, "not headed by its command"
 
 
 BAD_CASES = [
