@@ -67,6 +67,12 @@ def load_data(
         notes.append(_cache_decoded(splits))
     elif cfg.data.cache == "disk":
         notes.append("data.cache: disk: these examples are held in memory, not cached")
+    elif raw.encoded is not None:
+        size = len(raw.encoded) * int(np.prod(raw.encoded.shape))
+        notes.append(
+            f"the images are decoded again every epoch; data.cache: disk would decode them "
+            f"once, into {size / 1e6:,.0f} MB of disk, and train faster (see Large data)"
+        )
     stats = None
     if (
         cfg.data.normalize

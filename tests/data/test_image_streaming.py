@@ -242,6 +242,7 @@ def test_disk_cache_decodes_once_and_gives_the_same_batches(tmp_path, monkeypatc
     monkeypatch.setenv("BIGMODEL_CACHE_DIR", str(tmp_path / "cache"))
     write_shards(tmp_path / "shards", 60)
     plain = load_data(shard_cfg(tmp_path / "shards"), tmp_path)
+    assert any("data.cache: disk would decode them once" in note for note in plain.notes)
     cfg = shard_cfg(tmp_path / "shards", cache="disk")
     cached = load_data(cfg, tmp_path)
     assert any("decoded now" in note for note in cached.notes)
