@@ -33,10 +33,13 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("train.checkpoint", schema.CheckpointConfig),
     ("distribute", schema.DistributeConfig),
     ("output", schema.OutputConfig),
+    ("distill", schema.DistillConfig),
     ("tune", schema.TuneConfig),
     ("tune.space.KEY (one of)", schema.SearchRange),
 ]
-SECTION_KEYS = {"data", "optimizer", "regularization", "train", "distribute", "output", "tune"}
+SECTION_KEYS = {
+    "data", "optimizer", "regularization", "train", "distribute", "output", "tune", "distill",
+}  # fmt: skip
 
 
 def _default(field) -> str:
