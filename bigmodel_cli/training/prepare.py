@@ -32,23 +32,31 @@ class Prepared:
     val_ds: Any
     steps_per_epoch: int
     batches_per_epoch: int
+    teacher: Any = None  # distill's teacher run (a TrainedRun), checked against the data
 
 
 def prepare_data(start: Start, runtime: Runtime) -> Prepared:
     from bigmodel_cli import data as data_lib
     from bigmodel_cli.config import defaults
+    from bigmodel_cli.training import distill
 
     cfg = start.cfg
     # Synthetic data is refused before it is generated when it (or its model) cannot fit.
     memory.check_before_data(cfg, runtime.precision, runtime.placement.devices)
-    # A resumed run reuses its own vocabulary rather than learning it again.
+    teacher = distill.open_teacher(cfg)  # None without distill; exit 2 unless a finished run
+    # A resumed run reuses its own vocabulary rather than learning it again; a student,
+    # its teacher's.
     saved_vocabulary = run_dir.read_vocabulary(start.run) if start.run is not None else None
+    if saved_vocabulary is None and teacher is not None:
+        saved_vocabulary = teacher.vocabulary
     bundle = data_lib.load_data(
         cfg, start.base_dir, vocabulary=saved_vocabulary, same_corpus=start.run is not None
     )
     spec = bundle.spec
     loss_cfg = defaults.effective_loss(cfg, spec)
     metric_names = defaults.effective_metrics(cfg, spec)
+    if teacher is not None:
+        distill.check_teacher(teacher, spec)
     check_monitor(cfg, metric_names, bundle.validation is not None)
     _check_fit(cfg, spec, len(bundle.train))
     batches_per_epoch = math.ceil(len(bundle.train) / cfg.data.batch_size)
@@ -62,8 +70,9 @@ def prepare_data(start: Start, runtime: Runtime) -> Prepared:
         validation = bundle.validation.bounded(cfg.train.validation_steps, cfg.data.batch_size)
         val_ds = data_lib.make_dataset(validation, cfg, spec, training=False)
     return Prepared(
-        bundle, spec, loss_cfg, metric_names, train_ds, val_ds, steps_per_epoch, batches_per_epoch
-    )
+        bundle, spec, loss_cfg, metric_names, train_ds, val_ds, steps_per_epoch,
+        batches_per_epoch, teacher,
+    )  # fmt: skip
 
 
 def _check_fit(cfg: Config, spec: Any, n_train: int) -> None:

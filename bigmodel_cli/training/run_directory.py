@@ -75,9 +75,14 @@ def claim_run_dir(
 
 def absolute_paths(cfg: Config, base_dir: Path) -> Config:
     """The run's config.yaml must work from anywhere: make data.path and data.paths
-    absolute (data.paths are glob patterns: see data.files.anchored)."""
+    absolute (data.paths are glob patterns: see data.files.anchored), and
+    distill.teacher (relative to the current directory, as a RUN_DIR argument is)."""
     from bigmodel_cli.data.files import anchored
 
+    if cfg.distill is not None and cfg.distill.teacher is not None:
+        teacher = str(run_dir.absolute(Path(cfg.distill.teacher), "distill.teacher"))
+        distill = cfg.distill.model_copy(update={"teacher": teacher})
+        cfg = cfg.model_copy(update={"distill": distill})
     base = base_dir.resolve()
     update = {}
     if cfg.data.path:

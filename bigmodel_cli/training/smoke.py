@@ -7,6 +7,10 @@ step is traced once; the run skips what two steps cannot make meaningful: scorin
 test split and writing checkpoints/best.keras and last.keras (model.keras, the resume
 backup, metrics.csv and TensorBoard are written as in any run). TensorFlow is imported
 once; the configs run in two worker processes forked from it (`--jobs`), one per core.
+
+A `distill:` config whose teacher is left for the command line (`--set
+distill.teacher=RUN_DIR`, as shipped) learns from a teacher smoke-trained first from the
+same config without `distill`: the student and the distillation loss are what is tested.
 """
 
 from __future__ import annotations
@@ -102,6 +106,12 @@ def smoke_one(path: Path, output_dir: Path) -> SmokeResult:
     try:
         overrides = smoke_overrides(path, output_dir)
         cfg = config_load.load_config(path, overrides)
+        note = ""
+        if cfg.distill is not None and cfg.distill.teacher is None:
+            teacher = _smoke_teacher(path, overrides, output_dir)
+            overrides = [*overrides, f"distill.teacher={teacher}"]
+            cfg = config_load.load_config(path, overrides)
+            note = "teacher: the config without distill; "
         # The test split is not scored and best.keras/last.keras are not written: with
         # two steps both are meaningless, and together they cost a model load, a traced
         # test step and two saves per config.
@@ -114,7 +124,7 @@ def smoke_one(path: Path, output_dir: Path) -> SmokeResult:
         )
         summary = train(cfg, options)
         loss = summary["final"].get("loss", float("nan"))
-        detail = f"loss {loss:.4g}, {summary['params']:,} params"
+        detail = f"{note}loss {loss:.4g}, {summary['params']:,} params"
         return SmokeResult(path, True, time.perf_counter() - started, detail)
     except UserError as err:
         return SmokeResult(path, False, time.perf_counter() - started, "; ".join(err.problems))
@@ -122,6 +132,19 @@ def smoke_one(path: Path, output_dir: Path) -> SmokeResult:
         where = traceback.extract_tb(err.__traceback__)[-1]
         detail = f"{type(err).__name__}: {err} ({Path(where.filename).name}:{where.lineno})"
         return SmokeResult(path, False, time.perf_counter() - started, detail)
+
+
+def _smoke_teacher(path: Path, overrides: list[str], output_dir: Path) -> str:
+    """The run directory of a teacher smoke-trained from `path` without `distill`."""
+    from bigmodel_cli.training.launch import train
+    from bigmodel_cli.training.options import TrainOptions
+
+    overrides = [*overrides, "distill=null", f"output.dir={output_dir / 'teacher'}"]
+    options = TrainOptions(
+        config_path=path, overrides=overrides, progress=False, score_test=False,
+        save_checkpoints=False,
+    )  # fmt: skip
+    return train(config_load.load_config(path, overrides), options)["run_dir"]
 
 
 def run_smoke(paths: Iterable[Path], jobs: int = DEFAULT_JOBS) -> Iterable[SmokeResult]:
