@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bigmodel_cli import distribution, registry, run_dir
+from bigmodel_cli import console, distribution, registry, run_dir
 from bigmodel_cli.config import Config
 from bigmodel_cli.config.distill import TEACHER_KEY
 from bigmodel_cli.errors import UserError
@@ -40,6 +40,8 @@ tf = import_tensorflow()
 keras = import_keras()
 
 LOSS_TERMS = ("hard_loss", "soft_loss")  # logged beside `loss`, which is their sum
+# data keys that change how batches are read, never which example lands in which split
+NOT_SPLITS = ("batch_size", "shuffle", "normalize", "augment", "cache")
 EPSILON = 1e-7  # probabilities are clipped here before their log
 
 
@@ -64,9 +66,17 @@ def open_teacher(cfg: Config) -> TrainedRun | None:
         raise UserError([f"{TEACHER_KEY}: {problem}" for problem in err.problems]) from None
 
 
-def check_teacher(teacher: TrainedRun, spec: DataSpec) -> None:
+def same_splits(teacher: TrainedRun, cfg: Config) -> bool:
+    """Whether the teacher split the same data the same way (seed and data keys), so
+    that the student's validation and test examples are held out from the teacher too."""
+    mine, theirs = (c.data.model_dump(exclude=set(NOT_SPLITS)) for c in (cfg, teacher.cfg))
+    return cfg.seed == teacher.cfg.seed and mine == theirs
+
+
+def check_teacher(teacher: TrainedRun, spec: DataSpec, cfg: Config) -> None:
     """Every way the teacher's data differs from the student's, at once: its task,
-    classes, vocabulary and inputs must be the student's."""
+    classes, vocabulary and inputs must be the student's. Other splits are allowed,
+    with a warning: the teacher may have trained on the student's test examples."""
     mine, theirs, root = spec, teacher.spec, teacher.run.root
     where = f"{TEACHER_KEY}: {root}"
     if mine.task == "regression":
@@ -99,6 +109,12 @@ def check_teacher(teacher: TrainedRun, spec: DataSpec) -> None:
     problems += _input_problems(where, theirs, mine)
     if problems:
         raise UserError(problems)
+    if not same_splits(teacher, cfg):
+        console.note(
+            f"warning: {where} split its data otherwise (another seed or data section): "
+            "it may have trained on this run's validation and test examples, which then "
+            "flatter the teacher's and the student's scores"
+        )
 
 
 def _listed(names: tuple[str, ...]) -> str:
@@ -344,5 +360,7 @@ def report(model, data, cfg: Config, score_test: bool) -> dict[str, Any]:
         "temperature": teacher.temperature,
         "hard_label_weight": teacher.hard_label_weight,
         "teacher_params": int(teacher.view.count_params()),
+        # False: the teacher may have trained on the test split (see check_teacher).
+        "same_splits": same_splits(teacher.run, cfg),
         "teacher_test": test,
     }

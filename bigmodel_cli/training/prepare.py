@@ -56,7 +56,7 @@ def prepare_data(start: Start, runtime: Runtime) -> Prepared:
     loss_cfg = defaults.effective_loss(cfg, spec)
     metric_names = defaults.effective_metrics(cfg, spec)
     if teacher is not None:
-        distill.check_teacher(teacher, spec)
+        distill.check_teacher(teacher, spec, cfg)
     check_monitor(cfg, metric_names, bundle.validation is not None)
     _check_fit(cfg, spec, len(bundle.train))
     batches_per_epoch = math.ceil(len(bundle.train) / cfg.data.batch_size)

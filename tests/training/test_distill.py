@@ -79,6 +79,7 @@ def test_a_distilled_mlp_student_reaches_93_percent_and_logs_both_terms(student,
     assert (distill["temperature"], distill["hard_label_weight"]) == (4.0, 0.5)
     assert distill["teacher_test"]["accuracy"] >= 0.93, distill
     assert distill["teacher_params"] > 20 * student["params"]  # a CNN taught a small MLP
+    assert distill["same_splits"] is True  # the same seed and data: the test split is held out
     # config.yaml records the teacher absolute, so --resume works from anywhere.
     assert f"teacher: {teacher}\n" in (run / "config.yaml").read_text()
     rows = rows_of(run)
@@ -221,3 +222,18 @@ def test_the_teacher_sees_its_own_normalization():
     assert _rescaling(student, student) is None  # the same statistics: nothing to do
     _, scale, offset = _rescaling(None, teacher)  # a student that does not normalize
     np.testing.assert_allclose(raw * scale + offset, as_teacher, rtol=1e-6, atol=1e-6)
+
+
+def test_a_teacher_that_split_the_data_otherwise_is_flagged():
+    """Another seed deals other test examples, which the teacher may have trained on;
+    how batches are read (batch size, augmentation) deals the same ones."""
+    from bigmodel_cli.config.load import load_config
+    from bigmodel_cli.inference.open_run import TrainedRun
+    from bigmodel_cli.training.distill import same_splits
+
+    cfg = load_config(STUDENT)
+    teacher = TrainedRun(None, load_config(CONFIGS / "digits_cnn.yaml"), None, None, None)
+    assert same_splits(teacher, cfg)
+    assert same_splits(teacher, load_config(STUDENT, ["data.batch_size=64"]))
+    assert not same_splits(teacher, load_config(STUDENT, ["seed=1"]))
+    assert not same_splits(teacher, load_config(STUDENT, ["data.test_split=0.2"]))
