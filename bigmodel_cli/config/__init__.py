@@ -3,7 +3,7 @@
 One strict pydantic section per group of keys: `base` (names, the strict base section,
 shared field types), `data`, `model`, `optim` (optimizer, schedule, clipping), `sections`
 (loss, regularization, train, distribute, output), `tune`, `init` (transfer
-learning), and `root`, which assembles
+learning), `distill`, and `root`, which assembles
 `Config`. Around them: `load` (safe YAML, `base:` inheritance, `--set`), `messages`
 (pydantic's errors as `dotted.key: message` lines), `json_schema` (`bigmodel schema`),
 `allowlist` (the layers a `sequential` model may name), `defaults` (the loss, metrics and
@@ -31,6 +31,7 @@ from bigmodel_cli.config.data import (
     SEQUENCE_TASKS,
     DataConfig,
 )
+from bigmodel_cli.config.distill import DistillConfig
 from bigmodel_cli.config.init import InitConfig
 from bigmodel_cli.config.load import config_from_mapping, dump_config, load_config
 from bigmodel_cli.config.model import (
@@ -65,7 +66,7 @@ from bigmodel_cli.config.tune import SearchRange, TuneConfig
 __all__ = [
     "CLASSIFICATION_LOSSES", "LEARNING_RATE_TAGS", "METRICS", "OPTIMIZER_ARGS", "MODEL_CLASSES",
     "LOSSES", "OPTIMIZERS", "SCHEDULES", "CNNConfig", "CheckpointConfig",
-    "Config", "ConfigKeyError", "ConvBlock", "DataConfig", "DistributeConfig",
+    "Config", "ConfigKeyError", "ConvBlock", "DataConfig", "DistillConfig", "DistributeConfig",
     "EarlyStoppingConfig", "InitConfig", "LossConfig", "MLPConfig", "ModelCommon", "ModelConfig",
     "OptimizerConfig", "OutputConfig", "RNNConfig", "RegularizationConfig", "ScheduleConfig",
     "SearchRange", "SequentialConfig", "TrainConfig", "TransformerConfig", "TuneConfig",

@@ -33,12 +33,14 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("train.checkpoint", schema.CheckpointConfig),
     ("distribute", schema.DistributeConfig),
     ("output", schema.OutputConfig),
+    ("distill", schema.DistillConfig),
     ("tune", schema.TuneConfig),
     ("tune.space.KEY (one of)", schema.SearchRange),
     ("init", schema.InitConfig),
 ]
 SECTION_KEYS = {
     "data", "optimizer", "regularization", "train", "distribute", "output", "tune", "init",
+    "distill",
 }  # fmt: skip
 
 

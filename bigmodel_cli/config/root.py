@@ -24,6 +24,7 @@ from bigmodel_cli.config.data import (
     SEQUENCE_TASKS,
     DataConfig,
 )
+from bigmodel_cli.config.distill import DistillConfig
 from bigmodel_cli.config.init import InitConfig
 from bigmodel_cli.config.model import (
     ModelConfig,
@@ -83,6 +84,11 @@ class Config(Section):
         default_factory=DistributeConfig, description="tf.distribute strategy."
     )
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    distill: DistillConfig | None = Field(
+        None,
+        description="Knowledge distillation: learn from a trained run's model (the teacher) "
+        "as well as from the labels.",
+    )
     tune: TuneConfig | None = Field(
         None, description="Hyperparameter search for `bigmodel tune` (`bigmodel train` ignores it)."
     )
@@ -160,7 +166,29 @@ class Config(Section):
                 f"{unfreeze}: training ends after train.epochs={self.train.epochs}; unfreeze "
                 "earlier, or train longer",
             )
+        if self.distill is not None:
+            _check_distill(self)
         return self
+
+
+def _check_distill(cfg: Config) -> None:
+    """What distillation cannot be combined with, said before anything loads. `init` and
+    `compress.prune` are read by name, so this holds whether or not those sections exist."""
+    if cfg.loss and not cfg.loss.is_classification:
+        raise ConfigKeyError(
+            "distill",
+            f"distillation compares class probabilities, so it needs a classification "
+            f"loss; loss is {cfg.loss.name!r}. Remove distill, or use a classification loss",
+        )
+    others = [("init", getattr(cfg, "init", None))]
+    others.append(("compress.prune", getattr(getattr(cfg, "compress", None), "prune", None)))
+    for key, section in others:
+        if section is not None:
+            raise ConfigKeyError(
+                "distill",
+                f"distill and {key} cannot be combined in one run; distill first, then "
+                f"{'start a new run from it' if key == 'init' else 'prune'} the student's run",
+            )
 
 
 def _is_language_model(cfg: Config) -> bool:

@@ -4,7 +4,8 @@
 The recipe's steps, one module each, in the order they happen: runtime (strategy,
 seeds, precision), prepare (data), build (model, compile), run_directory (claim it),
 build_callbacks (their order), fit, summary. start.py reads where a run starts (a
-config, or a run to resume), failures.py words what stops it. The resume backup's
+config, or a run to resume), failures.py words what stops it; distill.py opens a
+`distill:` teacher and adds its term to the student's loss. The resume backup's
 format is backup.py's, its writing backup_writer.py's; callbacks/ holds the Keras
 callbacks, one concern per module.
 

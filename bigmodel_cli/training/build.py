@@ -60,6 +60,10 @@ def build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
     if distribution.prefers_bf16(cfg.train.mixed_precision, placement, flops, batch_size):
         precision = "mixed_bfloat16"
         model = build(precision)
+    if data.teacher is not None:  # distill: the same student, its loss also the teacher's
+        from bigmodel_cli.training.distill import with_teacher
+
+        model = with_teacher(model, data.teacher, cfg, data, runtime, precision)
     steps_per_execution = cfg.train.steps_per_execution
     if steps_per_execution == "auto":
         steps_per_execution = auto_steps_per_execution(flops, batch_size, data.steps_per_epoch)

@@ -34,21 +34,25 @@ class Prepared:
     steps_per_epoch: int
     batches_per_epoch: int
     parent: Parent | None = None  # the run `init.from` names
+    teacher: Any = None  # distill's teacher run (a TrainedRun), checked against the data
 
 
 def prepare_data(start: Start, runtime: Runtime) -> Prepared:
     from bigmodel_cli import data as data_lib
     from bigmodel_cli.config import defaults
+    from bigmodel_cli.training import distill
 
     cfg = start.cfg
     # Synthetic data is refused before it is generated when it (or its model) cannot fit.
     memory.check_before_data(cfg, runtime.precision, runtime.placement.devices)
-    parent = open_parent(cfg)
+    parent = open_parent(cfg)  # None without init
+    teacher = distill.open_teacher(cfg)  # None without distill; exit 2 unless a finished run
     # A resumed run reuses its own vocabulary rather than learning it again; a
-    # fine-tuned one its parent's, whose embedding rows it copies.
+    # fine-tuned one its parent's, whose embedding rows it copies; a student, its teacher's.
     saved_vocabulary = run_dir.read_vocabulary(start.run) if start.run is not None else None
-    if saved_vocabulary is None and parent is not None:
-        saved_vocabulary = parent.vocabulary
+    if saved_vocabulary is None:
+        source = parent or teacher
+        saved_vocabulary = source.vocabulary if source is not None else None
     bundle = data_lib.load_data(
         cfg,
         start.base_dir,
@@ -59,6 +63,8 @@ def prepare_data(start: Start, runtime: Runtime) -> Prepared:
     spec = bundle.spec
     loss_cfg = defaults.effective_loss(cfg, spec)
     metric_names = defaults.effective_metrics(cfg, spec)
+    if teacher is not None:
+        distill.check_teacher(teacher, spec, cfg)
     check_monitor(cfg, metric_names, bundle.validation is not None)
     _check_fit(cfg, spec, len(bundle.train))
     batches_per_epoch = math.ceil(len(bundle.train) / cfg.data.batch_size)
@@ -72,16 +78,9 @@ def prepare_data(start: Start, runtime: Runtime) -> Prepared:
         validation = bundle.validation.bounded(cfg.train.validation_steps, cfg.data.batch_size)
         val_ds = data_lib.make_dataset(validation, cfg, spec, training=False)
     return Prepared(
-        bundle,
-        spec,
-        loss_cfg,
-        metric_names,
-        train_ds,
-        val_ds,
-        steps_per_epoch,
-        batches_per_epoch,
-        parent,
-    )
+        bundle, spec, loss_cfg, metric_names, train_ds, val_ds, steps_per_epoch,
+        batches_per_epoch, parent, teacher,
+    )  # fmt: skip
 
 
 def _check_fit(cfg: Config, spec: Any, n_train: int) -> None:

@@ -74,10 +74,15 @@ def claim_run_dir(
 
 
 def absolute_paths(cfg: Config, base_dir: Path) -> Config:
-    """The run's config.yaml must work from anywhere: make data.path, data.paths and
-    init.from absolute (data.paths are glob patterns: see data.files.anchored)."""
+    """The run's config.yaml must work from anywhere: make data.path and data.paths
+    absolute (data.paths are glob patterns: see data.files.anchored), and init.from and
+    distill.teacher (relative to the current directory, as a RUN_DIR argument is)."""
     from bigmodel_cli.data.files import anchored
 
+    if cfg.distill is not None and cfg.distill.teacher is not None:
+        teacher = str(run_dir.absolute(Path(cfg.distill.teacher), "distill.teacher"))
+        distill = cfg.distill.model_copy(update={"teacher": teacher})
+        cfg = cfg.model_copy(update={"distill": distill})
     base = base_dir.resolve()
     update = {}
     if cfg.data.path:
@@ -88,8 +93,7 @@ def absolute_paths(cfg: Config, base_dir: Path) -> Config:
     if cfg.data.paths:
         update["paths"] = [anchored(p, base) for p in cfg.data.paths]
     if cfg.init is not None and cfg.init.from_ is not None:
-        # Relative to the current directory, as a RUN_DIR on the command line is.
-        parent = str(Path(cfg.init.from_).expanduser().resolve())
+        parent = str(run_dir.absolute(Path(cfg.init.from_), "init.from"))
         cfg = cfg.model_copy(update={"init": cfg.init.model_copy(update={"from_": parent})})
     if not update:
         return cfg

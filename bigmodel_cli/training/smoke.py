@@ -7,6 +7,11 @@ step is traced once; the run skips what two steps cannot make meaningful: scorin
 test split and writing checkpoints/best.keras and last.keras (model.keras, the resume
 backup, metrics.csv and TensorBoard are written as in any run). TensorFlow is imported
 once; the configs run in two worker processes forked from it (`--jobs`), one per core.
+
+A config that starts from another run left for the command line (`--set
+init.from=RUN_DIR`, `--set distill.teacher=RUN_DIR`, as shipped) starts from a run
+smoke-trained first from the same config without that section: the copy of weights
+(globs, shapes, freezing) or the student and the distillation loss are what is tested.
 """
 
 from __future__ import annotations
@@ -84,10 +89,9 @@ def smoke_overrides(path: Path, output_dir: Path) -> list[str]:
         # One step per graph call: the training step is traced once (a multi-step call
         # traces it twice, for its loop), and tracing is most of a small config's time.
         overrides.append("train.steps_per_execution=1")
-    if cfg.init is not None and cfg.init.from_ is None:
-        # The run to start from is given when training for real (--set init.from=...):
-        # smoke trains the same model from fresh weights.
-        overrides.append("init=null")
+    if cfg.init is not None and cfg.init.unfreeze_after_epochs is not None:
+        # The second phase too: its first epoch unfreezes, then traces the step again.
+        overrides += ["train.epochs=2", "init.unfreeze_after_epochs=1"]
     if data.source == "synthetic":
         overrides.append(f"data.examples={min(data.examples or examples, examples)}")
     if data.source == "text_corpus" and data.tokenizer == "bpe":
@@ -106,6 +110,12 @@ def smoke_one(path: Path, output_dir: Path) -> SmokeResult:
     try:
         overrides = smoke_overrides(path, output_dir)
         cfg = config_load.load_config(path, overrides)
+        note = ""
+        for section, key in _waiting_for_a_run(cfg):
+            parent = _smoke_parent(path, overrides, output_dir, section)
+            overrides = [*overrides, f"{key}={parent}"]
+            cfg = config_load.load_config(path, overrides)
+            note += f"{key}: the config without {section}; "
         # The test split is not scored and best.keras/last.keras are not written: with
         # two steps both are meaningless, and together they cost a model load, a traced
         # test step and two saves per config.
@@ -118,7 +128,7 @@ def smoke_one(path: Path, output_dir: Path) -> SmokeResult:
         )
         summary = train(cfg, options)
         loss = summary["final"].get("loss", float("nan"))
-        detail = f"loss {loss:.4g}, {summary['params']:,} params"
+        detail = f"{note}loss {loss:.4g}, {summary['params']:,} params"
         return SmokeResult(path, True, time.perf_counter() - started, detail)
     except UserError as err:
         return SmokeResult(path, False, time.perf_counter() - started, "; ".join(err.problems))
@@ -126,6 +136,29 @@ def smoke_one(path: Path, output_dir: Path) -> SmokeResult:
         where = traceback.extract_tb(err.__traceback__)[-1]
         detail = f"{type(err).__name__}: {err} ({Path(where.filename).name}:{where.lineno})"
         return SmokeResult(path, False, time.perf_counter() - started, detail)
+
+
+def _waiting_for_a_run(cfg) -> list[tuple[str, str]]:
+    """The sections that start from a run the config leaves unnamed, and their keys."""
+    waiting = []
+    if cfg.init is not None and cfg.init.from_ is None:
+        waiting.append(("init", "init.from"))
+    if cfg.distill is not None and cfg.distill.teacher is None:
+        waiting.append(("distill", "distill.teacher"))
+    return waiting
+
+
+def _smoke_parent(path: Path, overrides: list[str], output_dir: Path, section: str) -> str:
+    """The run directory of a run smoke-trained from `path` without `section`."""
+    from bigmodel_cli.training.launch import train
+    from bigmodel_cli.training.options import TrainOptions
+
+    overrides = [*overrides, f"{section}=null", f"output.dir={output_dir / section}"]
+    options = TrainOptions(
+        config_path=path, overrides=overrides, progress=False, score_test=False,
+        save_checkpoints=False,
+    )  # fmt: skip
+    return train(config_load.load_config(path, overrides), options)["run_dir"]
 
 
 def run_smoke(paths: Iterable[Path], jobs: int = DEFAULT_JOBS) -> Iterable[SmokeResult]:

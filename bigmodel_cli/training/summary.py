@@ -53,6 +53,10 @@ def summarize(start: Start, claimed: Claimed, runtime: Runtime, data: Prepared, 
         summary["init"] = built.init
     if data.spec.task == "language_model":
         summary["tokens_per_second"] = summary.pop("examples_per_second")
+    if data.teacher is not None:  # the teacher's score beside the student's `test`
+        from bigmodel_cli.training import distill
+
+        summary["distill"] = distill.report(built.model, data, start.cfg, options.score_test)
     faults.point("before_summary")
     run_dir.atomic_write_json(run.summary, summary)
     faults.point("after_summary")

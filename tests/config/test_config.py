@@ -29,7 +29,9 @@ def test_every_shipped_config_validates(path: Path):
     first = path.read_text().splitlines()[0]
     command = "tune" if cfg.tune is not None else "train"  # a search is run by `tune`
     # A config that starts from another run names the key that takes it.
-    parent = " --set init.from=RUN_DIR" if cfg.init and cfg.init.from_ is None else ""
+    waiting = {"init.from": cfg.init and cfg.init.from_ is None,
+               "distill.teacher": cfg.distill and cfg.distill.teacher is None}  # fmt: skip
+    parent = "".join(f" --set {key}=RUN_DIR" for key, unset in waiting.items() if unset)
     head = f"# bigmodel {command} {path.relative_to(REPO)}{parent}"
     assert first == head, "not headed by its command"
 

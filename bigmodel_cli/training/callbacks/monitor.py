@@ -16,7 +16,8 @@ LOWER_IS_BETTER = ("loss", "mae", "mse", "rmse", "perplexity")
 def monitor_mode(monitor: str) -> str:
     """`min` for losses and errors, `max` for accuracy-like metrics (Keras's `auto`
     guesses `min` for f1, precision and recall, which is wrong)."""
-    return "min" if monitor.removeprefix("val_") in LOWER_IS_BETTER else "max"
+    name = monitor.removeprefix("val_")
+    return "min" if name in LOWER_IS_BETTER or name.endswith("_loss") else "max"
 
 
 def check_monitor(cfg: Config, metric_names: list[str], has_validation: bool) -> None:
@@ -24,7 +25,8 @@ def check_monitor(cfg: Config, metric_names: list[str], has_validation: bool) ->
     stopping = cfg.train.early_stopping
     if stopping is None:
         return
-    known = ["loss", *metric_names]
+    # distill logs the two terms of its loss too (training/distill.py's LOSS_TERMS).
+    known = ["loss", *(("hard_loss", "soft_loss") if cfg.distill else ()), *metric_names]
     if has_validation:
         known += [f"val_{name}" for name in known]
     if stopping.monitor not in known:
