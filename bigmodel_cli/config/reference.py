@@ -33,10 +33,14 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("train.checkpoint", schema.CheckpointConfig),
     ("distribute", schema.DistributeConfig),
     ("output", schema.OutputConfig),
+    ("compress", schema.CompressConfig),
+    ("compress.prune", schema.PruneConfig),
     ("tune", schema.TuneConfig),
     ("tune.space.KEY (one of)", schema.SearchRange),
 ]
-SECTION_KEYS = {"data", "optimizer", "regularization", "train", "distribute", "output", "tune"}
+SECTION_KEYS = {
+    "data", "optimizer", "regularization", "train", "distribute", "output", "compress", "tune",
+}  # fmt: skip
 
 
 def _default(field) -> str:
