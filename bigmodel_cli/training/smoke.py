@@ -84,6 +84,9 @@ def smoke_overrides(path: Path, output_dir: Path) -> list[str]:
         # One step per graph call: the training step is traced once (a multi-step call
         # traces it twice, for its loop), and tracing is most of a small config's time.
         overrides.append("train.steps_per_execution=1")
+    if cfg.compress is not None and cfg.compress.prune is not None:
+        # The schedule fits the one epoch (pruning the whole of it, to the same sparsity).
+        overrides += ["compress.prune.begin_epoch=0", "compress.prune.end_epoch=null"]
     if data.source == "synthetic":
         overrides.append(f"data.examples={min(data.examples or examples, examples)}")
     if data.source == "text_corpus" and data.tokenizer == "bpe":
