@@ -149,3 +149,10 @@ def end_note(summary: dict[str, Any]) -> None:
         f"{summary['epochs_run']} epochs; {best_text}; model.keras holds "
         f"{summary['final_weights']} weights; {summary['train_seconds']:.1f} s of training"
     )
+    prune = (summary.get("compress") or {}).get("prune")
+    if prune:
+        console.note(
+            f"pruned {', '.join(prune['layers'])} to {prune['sparsity']:.1%} zeros (target "
+            f"{prune['target_sparsity']:.0%}); model.keras {prune['model_bytes']:,} bytes, "
+            f"{prune['model_gzip_bytes']:,} gzipped"
+        )
