@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,13 @@ def test_the_zeros_shrink_the_gzipped_file(runs):
     most = runs[0.8][1]["compress"]["prune"]["model_gzip_bytes"]
     assert most < half < dense, (most, half, dense)
     assert "compress" not in runs[0][1]
+
+
+@pytest.mark.slow
+def test_one_keras_in_the_process(runs):
+    """tfmot trained on tf_keras, and Keras 3 was never imported (see tfenv.import_tfmot)."""
+    assert "tensorflow_model_optimization" in sys.modules
+    assert "keras" not in sys.modules, sys.modules["keras"]
 
 
 @pytest.mark.slow
