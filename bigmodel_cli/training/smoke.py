@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bigmodel_cli.config import DataConfig
+from bigmodel_cli.config import Config, DataConfig
 from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
 
@@ -65,6 +65,14 @@ def smoke_examples(data: DataConfig) -> int:
     return max([SMOKE_EXAMPLES, *(math.ceil(1 / share) for share in splits if share > 0)])
 
 
+def one_epoch_schedule(cfg: Config) -> list[str]:
+    """Overrides that fit a pruning schedule into one epoch (`train.epochs=1`): it then
+    prunes the whole epoch, to the config's sparsity."""
+    if cfg.compress is None or cfg.compress.prune is None:
+        return []
+    return ["compress.prune.begin_epoch=0", "compress.prune.end_epoch=null"]
+
+
 def smoke_overrides(path: Path, output_dir: Path) -> list[str]:
     """Overrides that make any config finish in seconds without changing its model."""
     cfg = config_load.load_config(path)
@@ -84,9 +92,7 @@ def smoke_overrides(path: Path, output_dir: Path) -> list[str]:
         # One step per graph call: the training step is traced once (a multi-step call
         # traces it twice, for its loop), and tracing is most of a small config's time.
         overrides.append("train.steps_per_execution=1")
-    if cfg.compress is not None and cfg.compress.prune is not None:
-        # The schedule fits the one epoch (pruning the whole of it, to the same sparsity).
-        overrides += ["compress.prune.begin_epoch=0", "compress.prune.end_epoch=null"]
+    overrides += one_epoch_schedule(cfg)
     if data.source == "synthetic":
         overrides.append(f"data.examples={min(data.examples or examples, examples)}")
     if data.source == "text_corpus" and data.tokenizer == "bpe":

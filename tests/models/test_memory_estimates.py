@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bigmodel_cli.config.load import load_config
+from bigmodel_cli.training.smoke import one_epoch_schedule
 from tests.helpers import CONFIGS, SHIPPED_CONFIGS
 from tests.helpers.peak_rss import run_measured
 
@@ -59,10 +61,11 @@ def test_estimates_are_within_2x_of_measured_peaks(runner, tensorflow_baseline, 
         estimates[path] = json.loads(shown.stdout)["memory_estimate_bytes"]
 
     def measure(path: Path) -> int:
+        schedule = [f"--set={o}" for o in one_epoch_schedule(load_config(path))]
         trained = run_measured(
             "train", str(path), "--json", "--set", "train.epochs=1", "--set",
             "train.steps_per_epoch=3", "--set", "train.validation_steps=2", "--set",
-            f"output.dir={tmp_path / path.stem}",
+            f"output.dir={tmp_path / path.stem}", *schedule,
         )  # fmt: skip
         assert trained.returncode == 0, trained.stderr[-3000:]
         summary = json.loads(trained.stdout)
