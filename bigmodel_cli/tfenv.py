@@ -95,3 +95,28 @@ def import_keras() -> ModuleType:
     """tf_keras, the Keras every module uses (imported quietly with TensorFlow)."""
     import_tensorflow()
     return sys.modules["tf_keras"]
+
+
+def import_tfmot() -> ModuleType:
+    """tensorflow-model-optimization (pruning), on the same tf_keras as everything else.
+
+    `TF_USE_LEGACY_KERAS=1` (set by the package's `__init__`, before TensorFlow loads)
+    makes tfmot build on tf_keras. Its pruning registry still tries `from keras.src.engine
+    import base_layer` (a module of Keras 2.13's layout) for one layer class, which would
+    import Keras 3 into the process only to fail there; while tfmot loads, `keras` is made
+    unimportable so that attempt fails at once (tfmot then skips that class, which only
+    whole-model pruning of raw TensorFlow ops uses) and one Keras stays in the process.
+    """
+    import_tensorflow()
+    if "tensorflow_model_optimization" in sys.modules:
+        return sys.modules["tensorflow_model_optimization"]
+    blocked = "keras" not in sys.modules
+    if blocked:
+        sys.modules["keras"] = None  # type: ignore[assignment]  # import keras -> ImportError
+    try:
+        with quiet_native_logs():
+            import tensorflow_model_optimization as tfmot
+    finally:
+        if blocked:
+            del sys.modules["keras"]
+    return tfmot

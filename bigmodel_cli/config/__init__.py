@@ -2,12 +2,12 @@
 
 One strict pydantic section per group of keys: `base` (names, the strict base section,
 shared field types), `data`, `model`, `optim` (optimizer, schedule, clipping), `sections`
-(loss, regularization, train, distribute, output), `tune`, `init` (transfer
-learning), `distill`, and `root`, which assembles
-`Config`. Around them: `load` (safe YAML, `base:` inheritance, `--set`), `messages`
-(pydantic's errors as `dotted.key: message` lines), `json_schema` (`bigmodel schema`),
-`allowlist` (the layers a `sequential` model may name), `defaults` (the loss, metrics and
-head the data implies) and `reference` (the README's tables).
+(loss, regularization, train, distribute, output), `compress` (pruning), `tune`, `init`
+(transfer learning), `distill`, and `root`, which assembles `Config`. Around them: `load`
+(safe YAML, `base:` inheritance, `--set`), `messages` (pydantic's errors as `dotted.key:
+message` lines), `json_schema` (`bigmodel schema`), `allowlist` (the layers a
+`sequential` model may name), `defaults` (the loss, metrics and head the data implies)
+and `reference` (the README's tables).
 
 Nothing here imports TensorFlow, so `bigmodel validate --no-build` and config errors
 answer instantly. Callers import every schema name from this package.
@@ -25,6 +25,7 @@ from bigmodel_cli.config.base import (
     ConfigKeyError,
     Section,
 )
+from bigmodel_cli.config.compress import CompressConfig, PruneConfig
 from bigmodel_cli.config.data import (
     MAX_SEQUENCE_LENGTH,
     SEQUENCE_SOURCES,
@@ -65,6 +66,7 @@ from bigmodel_cli.config.tune import SearchRange, TuneConfig
 
 __all__ = [
     "CLASSIFICATION_LOSSES", "LEARNING_RATE_TAGS", "METRICS", "OPTIMIZER_ARGS", "MODEL_CLASSES",
+    "CompressConfig", "PruneConfig",
     "LOSSES", "OPTIMIZERS", "SCHEDULES", "CNNConfig", "CheckpointConfig",
     "Config", "ConfigKeyError", "ConvBlock", "DataConfig", "DistillConfig", "DistributeConfig",
     "EarlyStoppingConfig", "InitConfig", "LossConfig", "MLPConfig", "ModelCommon", "ModelConfig",

@@ -34,13 +34,15 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("distribute", schema.DistributeConfig),
     ("output", schema.OutputConfig),
     ("distill", schema.DistillConfig),
+    ("compress", schema.CompressConfig),
+    ("compress.prune", schema.PruneConfig),
     ("tune", schema.TuneConfig),
     ("tune.space.KEY (one of)", schema.SearchRange),
     ("init", schema.InitConfig),
 ]
 SECTION_KEYS = {
-    "data", "optimizer", "regularization", "train", "distribute", "output", "tune", "init",
-    "distill",
+    "data", "optimizer", "regularization", "train", "distribute", "output", "compress", "tune",
+    "init", "distill",
 }  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from bigmodel_cli.config.base import (
     ConfigKeyError,
     Section,
 )
+from bigmodel_cli.config.compress import CompressConfig, PruneConfig
 from bigmodel_cli.config.data import (
     MAX_SEQUENCE_LENGTH,
     SEQUENCE_SOURCES,
@@ -88,6 +89,9 @@ class Config(Section):
         None,
         description="Knowledge distillation: learn from a trained run's model (the teacher) "
         "as well as from the labels.",
+    )
+    compress: CompressConfig | None = Field(
+        None, description="Make the model smaller while it trains: `prune`."
     )
     tune: TuneConfig | None = Field(
         None, description="Hyperparameter search for `bigmodel tune` (`bigmodel train` ignores it)."
@@ -168,6 +172,9 @@ class Config(Section):
             )
         if self.distill is not None:
             _check_distill(self)
+        prune = self.compress.prune if self.compress else None
+        if prune is not None:
+            _prune_fits_the_epochs(prune, self.train.epochs)
         return self
 
 
@@ -189,6 +196,23 @@ def _check_distill(cfg: Config) -> None:
                 f"distill and {key} cannot be combined in one run; distill first, then "
                 f"{'start a new run from it' if key == 'init' else 'prune'} the student's run",
             )
+
+
+def _prune_fits_the_epochs(prune: PruneConfig, epochs: int) -> None:
+    """The pruning schedule must end within training (train.epochs)."""
+    end = prune.end_epoch if prune.end_epoch is not None else epochs
+    if prune.end_epoch is not None and prune.end_epoch > epochs:
+        raise ConfigKeyError(
+            "compress.prune.end_epoch",
+            f"must be at most train.epochs ({epochs}): the schedule must end within "
+            f"training. Received: end_epoch={prune.end_epoch}",
+        )
+    if prune.begin_epoch >= end:
+        raise ConfigKeyError(
+            "compress.prune.begin_epoch",
+            f"must be below train.epochs ({epochs}) and end_epoch: at least one epoch must "
+            f"prune. Received: begin_epoch={prune.begin_epoch}",
+        )
 
 
 def _is_language_model(cfg: Config) -> bool:

@@ -3,6 +3,7 @@
 The memory check comes first, so a model that cannot fit exits 2 before any weight
 exists; bf16 is chosen (when asked for `auto`) from the built model's FLOPs, which
 means building it a second time under that policy, with the same initial weights.
+With `compress.prune` the chosen layers are then wrapped for pruning (training/prune.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bigmodel_cli.models import build_model, memory
 from bigmodel_cli.models.flops import flops_per_example
 from bigmodel_cli.performance import auto_steps_per_execution
 from bigmodel_cli.tfenv import import_keras
+from bigmodel_cli.training import prune
 from bigmodel_cli.training.prepare import Prepared
 from bigmodel_cli.training.runtime import Runtime
 from bigmodel_cli.training.transfer import build_every_slot, learning_rate, take_weights
@@ -64,6 +66,9 @@ def build_and_compile(cfg: Config, runtime: Runtime, data: Prepared) -> Built:
         from bigmodel_cli.training.distill import with_teacher
 
         model = with_teacher(model, data.teacher, cfg, data, runtime, precision)
+    if prune.prune_config(cfg) is not None:  # FLOPs and the estimate are the plain model's
+        with placement.strategy.scope():
+            model = prune.wrap(model, cfg, data.steps_per_epoch)
     steps_per_execution = cfg.train.steps_per_execution
     if steps_per_execution == "auto":
         steps_per_execution = auto_steps_per_execution(flops, batch_size, data.steps_per_epoch)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bigmodel_cli import console, run_dir
 from bigmodel_cli.performance import MAX_SECONDS_PER_EXECUTION, TRAIN_FLOPS_PER_FORWARD, peak_flops
 from bigmodel_cli.tfenv import import_keras
+from bigmodel_cli.training import prune
 from bigmodel_cli.training.backup import folder_of, read_attachment, read_carry
 from bigmodel_cli.training.backup_writer import BackupWriter
 from bigmodel_cli.training.build import Built
@@ -54,8 +55,9 @@ def build_callbacks(start: Start, claimed: Claimed, runtime: Runtime, data: Prep
     monitor = "val_loss" if data.val_ds is not None else "loss"
     throughput = _throughput(start, runtime, data, built)
     checkpoints = Checkpoints(
-        run.best, run.last, monitor, monitor_mode(monitor), start.state.get("best")
-    )
+        run.best, run.last, monitor, monitor_mode(monitor), start.state.get("best"),
+        best_from_epoch=prune.best_from_epoch(cfg),
+    )  # fmt: skip
     early_stopping = _early_stopping(start)
     minutes = cfg.train.time_limit_minutes
     time_limit = TimeLimit(minutes) if minutes is not None else None
@@ -67,6 +69,8 @@ def build_callbacks(start: Start, claimed: Claimed, runtime: Runtime, data: Prep
         throughput,  # first: the others read its epoch timings
         *([unfreeze] if unfreeze is not None else []),  # before the epoch's first step
         NaNGuard(),  # before anything that saves: a NaN step raises here
+        # Re-masks the kernels at each epoch's end, before anything saves them.
+        *([prune.update_step_callback()] if prune.is_wrapped(built.model) else []),
         MetricsCSV(run.metrics, throughput),
         *([checkpoints] if options.save_checkpoints else []),
         keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=True, profile_batch=0),
@@ -129,6 +133,7 @@ def _early_stopping(start: Start) -> ResumableEarlyStopping | None:
         min_delta=es.min_delta,
         mode=monitor_mode(es.monitor) if es.mode == "auto" else es.mode,
         restore_best_weights=es.restore_best_weights,
+        start_from_epoch=prune.best_from_epoch(start.cfg),  # a pruned run: at full sparsity
     )
 
 

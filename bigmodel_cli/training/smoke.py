@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bigmodel_cli.config import DataConfig
+from bigmodel_cli.config import Config, DataConfig
 from bigmodel_cli.config import load as config_load
 from bigmodel_cli.errors import UserError
 
@@ -70,6 +70,14 @@ def smoke_examples(data: DataConfig) -> int:
     return max([SMOKE_EXAMPLES, *(math.ceil(1 / share) for share in splits if share > 0)])
 
 
+def one_epoch_schedule(cfg: Config) -> list[str]:
+    """Overrides that fit a pruning schedule into one epoch (`train.epochs=1`): it then
+    prunes the whole epoch, to the config's sparsity."""
+    if cfg.compress is None or cfg.compress.prune is None:
+        return []
+    return ["compress.prune.begin_epoch=0", "compress.prune.end_epoch=null"]
+
+
 def smoke_overrides(path: Path, output_dir: Path) -> list[str]:
     """Overrides that make any config finish in seconds without changing its model."""
     cfg = config_load.load_config(path)
@@ -89,6 +97,7 @@ def smoke_overrides(path: Path, output_dir: Path) -> list[str]:
         # One step per graph call: the training step is traced once (a multi-step call
         # traces it twice, for its loop), and tracing is most of a small config's time.
         overrides.append("train.steps_per_execution=1")
+    overrides += one_epoch_schedule(cfg)
     if cfg.init is not None and cfg.init.unfreeze_after_epochs is not None:
         # The second phase too: its first epoch unfreezes, then traces the step again.
         overrides += ["train.epochs=2", "init.unfreeze_after_epochs=1"]

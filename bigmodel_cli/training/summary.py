@@ -1,5 +1,8 @@
 """Step 7 of the recipe: model.keras, the test score and summary.json, then the backup goes.
 
+A pruned run's summary.json also has `compress.prune`: the sparsity each pruned layer's
+kernels reached in model.keras, and the file's size plain and gzipped.
+
 The backup stays until the final files are committed, so a kill in between only makes
 `--resume` finish them.
 """
@@ -13,6 +16,7 @@ from typing import Any
 from bigmodel_cli import console, faults, run_dir
 from bigmodel_cli.models import memory
 from bigmodel_cli.tfenv import import_keras
+from bigmodel_cli.training import prune
 from bigmodel_cli.training.backup_writer import remove as remove_backup
 from bigmodel_cli.training.build import Built
 from bigmodel_cli.training.build_callbacks import Callbacks
@@ -51,6 +55,8 @@ def summarize(start: Start, claimed: Claimed, runtime: Runtime, data: Prepared, 
     }
     if built.init is not None:
         summary["init"] = built.init
+    if prune.is_wrapped(built.model):  # what model.keras's kernels reached, and its size
+        summary["compress"] = {"prune": prune.summary_entry(built.model, start.cfg, run.model)}
     if data.spec.task == "language_model":
         summary["tokens_per_second"] = summary.pop("examples_per_second")
     if data.teacher is not None:  # the teacher's score beside the student's `test`
@@ -93,7 +99,8 @@ def _cost(start: Start, runtime: Runtime, built: Built, callbacks: Callbacks, ro
           started: float) -> dict[str, Any]:  # fmt: skip
     """What the run cost: size, time, speed, memory, and what it ran on."""
     keras = import_keras()
-    model, throughput = built.model, callbacks.throughput
+    # A pruned model's masks are not parameters: count those model.keras holds.
+    model, throughput = prune.stripped(built.model), callbacks.throughput
     seconds = sum(float(r.get("seconds") or 0) for r in rows)
     examples = sum(float(r.get("seconds") or 0) * float(r.get("examples_per_second") or 0)
                    for r in rows)  # fmt: skip
@@ -148,3 +155,10 @@ def end_note(summary: dict[str, Any]) -> None:
         f"{summary['epochs_run']} epochs; {best_text}; model.keras holds "
         f"{summary['final_weights']} weights; {summary['train_seconds']:.1f} s of training"
     )
+    prune = (summary.get("compress") or {}).get("prune")
+    if prune:
+        console.note(
+            f"pruned {', '.join(prune['layers'])} to {prune['sparsity']:.1%} zeros (target "
+            f"{prune['target_sparsity']:.0%}); model.keras {prune['model_bytes']:,} bytes, "
+            f"{prune['model_gzip_bytes']:,} gzipped"
+        )

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bigmodel_cli.config.load import load_config
+from bigmodel_cli.training.smoke import one_epoch_schedule
 from tests.helpers import CONFIGS
 from tests.helpers import SHIPPED_CONFIGS as ALL_SHIPPED
 from tests.helpers.peak_rss import run_measured
@@ -20,11 +22,10 @@ from tests.helpers.peak_rss import run_measured
 
 def _trains_alone(path: Path) -> bool:
     """A config that `bigmodel train` runs as it is: not one that waits for a run to
-    learn from on the command line (distill.teacher), whose memory is the teacher's too."""
-    from bigmodel_cli.config.load import load_config
-
+    start from or learn from on the command line (init.from, distill.teacher)."""
     cfg = load_config(path)
-    return cfg.distill is None or cfg.distill.teacher is not None
+    waits_for_parent = cfg.init is not None and cfg.init.from_ is None
+    return not waits_for_parent and (cfg.distill is None or cfg.distill.teacher is not None)
 
 
 SHIPPED_CONFIGS = [path for path in ALL_SHIPPED if _trains_alone(path)]
@@ -72,10 +73,11 @@ def test_estimates_are_within_2x_of_measured_peaks(runner, tensorflow_baseline, 
         estimates[path] = json.loads(shown.stdout)["memory_estimate_bytes"]
 
     def measure(path: Path) -> int:
+        schedule = [f"--set={o}" for o in one_epoch_schedule(load_config(path))]
         trained = run_measured(
             "train", str(path), "--json", "--set", "train.epochs=1", "--set",
             "train.steps_per_epoch=3", "--set", "train.validation_steps=2", "--set",
-            f"output.dir={tmp_path / path.stem}",
+            f"output.dir={tmp_path / path.stem}", *schedule,
         )  # fmt: skip
         assert trained.returncode == 0, trained.stderr[-3000:]
         summary = json.loads(trained.stdout)

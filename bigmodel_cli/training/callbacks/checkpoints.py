@@ -16,6 +16,7 @@ import numpy as np
 from bigmodel_cli import faults, run_dir
 from bigmodel_cli.layers import LayersModel
 from bigmodel_cli.tfenv import import_keras
+from bigmodel_cli.training.prune import stripped
 
 keras = import_keras()
 
@@ -32,8 +33,9 @@ def without_optimizer(model: keras.Model) -> keras.Model:
 
 
 def save_model_atomically(model: keras.Model, path: Path) -> None:
-    """Write `path` whole or not at all, with its SHA-256 beside it."""
-    inference = without_optimizer(model)
+    """Write `path` whole or not at all, with its SHA-256 beside it; a pruned model is
+    written without its pruning wrappers, as the plain model with sparse kernels."""
+    inference = without_optimizer(stripped(model))
 
     def write(tmp: Path) -> None:
         inference.save(tmp, overwrite=True)
@@ -51,13 +53,14 @@ class Checkpoints(keras.callbacks.Callback):
     """Saves checkpoints/last.keras every epoch and best.keras when `monitor` improves.
 
     An epoch whose loss is NaN/Inf saves nothing: the files stay the last good ones.
+    Epochs before `best_from_epoch` (0-based; a pruned run's schedule) cannot be best.
     """
 
-    def __init__(
-        self, best: Path, last: Path, monitor: str, mode: str = "min", state: dict | None = None
-    ):
+    def __init__(self, best: Path, last: Path, monitor: str, mode: str = "min",
+                 state: dict | None = None, best_from_epoch: int = 0):  # fmt: skip
         super().__init__()
         self.best_path, self.last_path = best, last
+        self.best_from_epoch = best_from_epoch
         self.monitor = monitor
         self.mode = mode
         self.best_value = math.inf if mode == "min" else -math.inf
@@ -77,6 +80,8 @@ class Checkpoints(keras.callbacks.Callback):
             return
         save_model_atomically(self.model, self.last_path)
         value = logs.get(self.monitor)
+        if epoch < self.best_from_epoch:
+            return
         if value is not None and np.isfinite(value) and self._improved(float(value)):
             self.best_value, self.best_epoch = float(value), epoch + 1
             save_model_atomically(self.model, self.best_path)
