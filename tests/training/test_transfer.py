@@ -178,3 +178,25 @@ def test_a_run_killed_after_the_unfreezing_resumes_as_the_uninterrupted_one(tmp_
     for name, weights in theirs.items():
         assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(weights, ours[name], strict=True))
     assert not same(ours["conv_1"], weights_of(parent / "checkpoints" / "best.keras")["conv_1"])
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_run_can_be_pruned_and_its_frozen_layers_keep_the_parents_weights(
+    runner, tmp_path, parent
+):
+    """init + compress.prune, the usual 'prune a trained model' recipe: the frozen
+    convolutions are only masked (each weight left is the parent's), the rest trains."""
+    result = train(runner, CHILD, tmp_path, *from_parent(parent), *NO_SECOND_PHASE,
+                   "--set", "compress={prune: {sparsity: 0.5}}")  # fmt: skip
+    run = run_dir_of(result)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"]["accuracy"] >= 0.95, summary["test"]
+    assert summary["init"]["frozen"] == ["conv_1", "conv_2"]
+    theirs = weights_of(parent / "checkpoints" / "best.keras")
+    ours = weights_of(run / "model.keras")
+    for name in ("conv_1", "conv_2"):
+        kernel, kept = ours[name][0], ours[name][0] != 0
+        assert abs(1 - kept.mean() - 0.5) < 0.01, name
+        assert np.array_equal(kernel[kept], theirs[name][0][kept]), name
+    dense = ours["dense_1"][0]
+    assert not np.array_equal(dense[dense != 0], theirs["dense_1"][0][dense != 0])
