@@ -157,8 +157,12 @@ def throughput(work: Path, env: dict, shards: Path, rounds: int) -> dict:
         "rounds": rate,
         "median_examples_per_second": {name: statistics.median(v) for name, v in rate.items()},
         "ratio_to_in_memory": {
-            name: round(statistics.median(
-                a / b for a, b in zip(rate[name], rate["in_memory"], strict=True)), 3)
+            name: round(
+                statistics.median(
+                    a / b for a, b in zip(rate[name], rate["in_memory"], strict=True)
+                ),
+                3,
+            )
             for name in ("streamed", "cached")
         },  # fmt: skip
         "peak_rss_bytes": {name: runs[-1][name]["peak_rss_bytes"] for name in SOURCES},

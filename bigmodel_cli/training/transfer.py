@@ -115,8 +115,7 @@ def _matching(globs: list[str], layers: list[str], key: str) -> set[str]:
         names = fnmatch.filter(layers, glob)
         if not names:
             problems.append(
-                f"{key}: {glob!r} matches no layer of the model; its layers are "
-                f"{', '.join(layers)}"
+                f"{key}: {glob!r} matches no layer of the model; its layers are {', '.join(layers)}"
             )
         matched.update(names)
     if problems:

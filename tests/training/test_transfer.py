@@ -49,9 +49,7 @@ def from_parent(parent: Path) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_fine_tuning_to_other_classes_keeps_frozen_layers_bit_identical(
-    runner, tmp_path, parent
-):
+def test_fine_tuning_to_other_classes_keeps_frozen_layers_bit_identical(runner, tmp_path, parent):
     run = run_dir_of(train(runner, CHILD, tmp_path, *from_parent(parent), *NO_SECOND_PHASE))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"]["accuracy"] >= 0.95, summary["test"]
