@@ -68,6 +68,25 @@ def open_run(path: Path, *, recorded_data: bool = False) -> TrainedRun:
     return TrainedRun(run, cfg, spec, normalization, run_dir.read_vocabulary(run))
 
 
+def open_named_run(key: str, given: str | None, unset: str) -> TrainedRun:
+    """The finished run a config key names (init.from, distill.teacher), opened with the
+    data it was trained on: unset (`unset` says what to give), not a run, or unfinished
+    is a UserError naming the key. A relative path is relative to the current directory,
+    as a RUN_DIR argument is."""
+    if given is None:
+        raise UserError(f"{key}: {unset}")
+    path = run_dir.absolute(Path(given), key)
+    try:
+        return open_run(path, recorded_data=True)
+    except UserError as err:
+        raise prefixed(err, key) from None
+
+
+def prefixed(err: UserError, key: str) -> UserError:
+    """`err` with each problem named by the config key that led to it."""
+    return UserError([f"{key}: {problem}" for problem in err.problems])
+
+
 def _summary(run: run_dir.RunDir) -> dict[str, Any]:
     if not run.summary.is_file():
         raise UserError(f"{run.root}: no {run_dir.SUMMARY}; did training finish?")

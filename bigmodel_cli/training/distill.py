@@ -22,16 +22,15 @@ resume backup hold the student alone, and `--resume` loads the teacher again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bigmodel_cli import console, distribution, registry, run_dir
+from bigmodel_cli import console, distribution, registry
 from bigmodel_cli.config import Config
 from bigmodel_cli.config.distill import TEACHER_KEY
 from bigmodel_cli.errors import UserError
-from bigmodel_cli.inference.open_run import TrainedRun, open_run
+from bigmodel_cli.inference.open_run import TrainedRun, open_named_run
 from bigmodel_cli.layers import LayersModel
 from bigmodel_cli.spec import DataSpec
 from bigmodel_cli.tfenv import import_keras, import_tensorflow
@@ -53,17 +52,11 @@ def open_teacher(cfg: Config) -> TrainedRun | None:
     `distill`); a teacher that is unset, not a run, or not finished is exit 2."""
     if cfg.distill is None:
         return None
-    given = cfg.distill.teacher
-    if given is None:
-        raise UserError(
-            f"{TEACHER_KEY}: not set; name the run to learn from, e.g. bigmodel train "
-            f"CONFIG --set {TEACHER_KEY}=RUN_DIR"
-        )
-    path = run_dir.absolute(Path(given), TEACHER_KEY)
-    try:
-        return open_run(path, recorded_data=True)
-    except UserError as err:
-        raise UserError([f"{TEACHER_KEY}: {problem}" for problem in err.problems]) from None
+    unset = (
+        f"not set; name the run to learn from, e.g. bigmodel train CONFIG --set "
+        f"{TEACHER_KEY}=RUN_DIR"
+    )
+    return open_named_run(TEACHER_KEY, cfg.distill.teacher, unset)
 
 
 def same_splits(teacher: TrainedRun, cfg: Config) -> bool:

@@ -46,20 +46,18 @@ def open_parent(cfg: Config) -> Parent | None:
     that is not a finished run exits 2 with the key named."""
     if cfg.init is None:
         return None
-    if cfg.init.from_ is None:
-        raise UserError(f"{KEY}: give the run to start from: --set {KEY}=RUN_DIR")
-    from bigmodel_cli.inference.open_run import open_run
+    from bigmodel_cli.inference.open_run import open_named_run, prefixed
 
-    root = Path(cfg.init.from_).expanduser()
+    unset = f"give the run to start from: --set {KEY}=RUN_DIR"
+    trained = open_named_run(KEY, cfg.init.from_, unset)
     try:
-        trained = open_run(root, recorded_data=True)
         model, path = trained.load_model()
     except UserError as err:
-        raise UserError([f"{KEY}: {problem}" for problem in err.problems]) from None
+        raise prefixed(err, KEY) from None
     weights = {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
     import_keras().backend.clear_session()  # the parent's graph is not the new model's
     return Parent(
-        root.resolve(),
+        trained.run.root,
         trained.cfg,
         trained.normalization,
         trained.vocabulary,
