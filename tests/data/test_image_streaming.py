@@ -110,6 +110,28 @@ def test_streamed_statistics_are_the_split_s_or_a_seeded_sample_s(tmp_path, monk
     assert sampled.mean != whole.mean
 
 
+@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_streamed_batches_are_standardized_as_in_memory_arrays_are(tmp_path, model):
+    """The graph standardizes a whole row at a time (the per-channel statistics tiled):
+    each channel still gets its own mean and std, to the bit of numpy's, in the model's
+    layout (an MLP reads the images flat)."""
+    from bigmodel_cli.data import make_dataset
+    from bigmodel_cli.data.normalize import bundle_normalization
+
+    write_shards(tmp_path / "shards", 60)
+    data = {"source": "tfrecord", "paths": [f"{tmp_path}/shards/*.tfrecord"],
+            "feature_spec": SPEC, "target": "label"}  # fmt: skip
+    cfg = make_cfg(data, model, seed=42)
+    bundle = load_data(cfg, tmp_path)
+    stats = bundle_normalization(bundle)
+    assert len(set(stats.mean)) == 3  # three channels with different statistics
+    expected = stats.apply(decoded_array(bundle.train.encoded))
+    batches = make_dataset(bundle.train, cfg, bundle.spec, training=False)
+    streamed = np.concatenate([x.numpy() for x, _ in batches])
+    assert streamed.shape == (len(expected), *bundle.spec.input_shape)
+    assert np.array_equal(streamed, expected.reshape(streamed.shape))
+
+
 def test_a_record_that_is_not_an_image_is_refused_before_training(tmp_path):
     (tmp_path / "shards").mkdir()
     rows = [{"png": tf.io.encode_png(np.zeros(SHAPE, np.uint8)).numpy(), "label": i % 2}
