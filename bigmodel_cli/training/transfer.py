@@ -110,7 +110,8 @@ def take_weights(model: Any, parent: Parent, init: InitConfig) -> dict[str, list
 def _matching(globs: list[str], layers: list[str], key: str) -> set[str]:
     matched, problems = set(), []
     for glob in globs:
-        names = fnmatch.filter(layers, glob)
+        # Case-sensitive on every platform, as layer names (and prune.layers) are.
+        names = [name for name in layers if fnmatch.fnmatchcase(name, glob)]
         if not names:
             problems.append(
                 f"{key}: {glob!r} matches no layer of the model; its layers are {', '.join(layers)}"
