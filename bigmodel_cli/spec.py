@@ -46,8 +46,8 @@ class DataSpec:
 class TokenWindows:
     """Next-token sequences read from a token file (data/token_cache.py) as they are
     needed: sequence i is the file's tokens [i * length, (i + 1) * length) as inputs and
-    the same shifted by one as labels. A batch maps the file for the time it is read,
-    so the pages it touched do not stay in the process (nanoGPT does the same)."""
+    the same shifted by one as labels. A batch reads its sequences from the file into
+    itself: nothing stays mapped, so memory holds the batches in flight alone."""
 
     path: str
     dtype: str  # uint16, or uint32 for a vocabulary over 65,536 tokens
@@ -65,11 +65,18 @@ class TokenWindows:
         return ids[: n * length].reshape(n, length), ids[1 : n * length + 1].reshape(n, length)
 
     def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs, labels) of the sequences `indices`, as int32."""
-        ids = np.memmap(self.path, dtype=self.dtype, mode="r")
-        starts = np.asarray(indices, np.int64)[:, None] * self.length
-        rows = ids[starts + np.arange(self.length + 1)].astype(np.int32)
-        del ids  # unmapped: what the batch touched leaves the process with it
+        """(inputs, labels) of the sequences `indices`, as int32: each sequence's tokens
+        and the next one read into the batch, so memory holds the batch alone."""
+        indices = np.asarray(indices, np.int64)
+        itemsize = np.dtype(self.dtype).itemsize
+        rows = np.empty((len(indices), self.length + 1), self.dtype)
+        size = rows.shape[1] * itemsize
+        with open(self.path, "rb", buffering=0) as handle:
+            for position, index in enumerate(indices):
+                handle.seek(int(index) * self.length * itemsize)
+                if handle.readinto(rows[position]) != size:
+                    raise OSError(f"{self.path}: shorter than its {self.count:,} sequences")
+        rows = rows.astype(np.int32)
         return rows[:, :-1], rows[:, 1:]
 
 
