@@ -14,7 +14,8 @@ python bench/image_stream.py [--gigabytes 1.4] [--rounds 3] [--only-throughput]
    alike), each run's rate taken over its epochs after the first (which traces the
    graph), quoted as medians with the median of the per-round ratios. Target:
    streaming at least 0.95x in memory. `--only-throughput` runs just this part and
-   keeps the other parts' last figures.
+   keeps the other parts' last figures. Also each input pipeline alone (batches read,
+   no model): examples/s it could feed the training step.
 3. Prompt stop on an epoch of 10 million steps (days): SIGTERM once training runs, the
    seconds to exit (target: under 20 s); and `train.time_limit_minutes: 0.5`, the
    seconds of training it took to stop (target: within 60 s).
@@ -44,6 +45,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import pipeline_alone  # noqa: E402
+
 RESULTS = ROOT / "bench" / "image_results.json"
 SHAPE = (64, 64, 3)
 PER_SHARD = 4096
@@ -151,6 +156,7 @@ def throughput(work: Path, env: dict, shards: Path, rounds: int) -> dict:
                             **steps),
     }  # fmt: skip
     train(configs["cached"], env)  # decodes into the cache, once
+    alone = {name: pipeline_alone.examples_per_second(configs[name], env) for name in SOURCES}
     runs = [{name: train(configs[name], env) for name in SOURCES} for _ in range(rounds)]
     rate = {name: [r[name]["steady_examples_per_second"] for r in runs] for name in SOURCES}
     return {
@@ -166,6 +172,7 @@ def throughput(work: Path, env: dict, shards: Path, rounds: int) -> dict:
             for name in ("streamed", "cached")
         },  # fmt: skip
         "peak_rss_bytes": {name: runs[-1][name]["peak_rss_bytes"] for name in SOURCES},
+        "pipeline_alone_examples_per_second": alone,
     }
 
 
