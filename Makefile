@@ -51,8 +51,9 @@ format: install
 # writes bench/results.json and the README's Performance table. Then generation with and
 # without the key/value cache (~1 minute; bench/generate_results.json). Then a trial under
 # `bigmodel tune` against the same config under `bigmodel train` (~2 minutes; bench/tune_results.json).
-# Then training on a 2 GB text corpus, its peak RSS and tokenization speed (~2 minutes, 6 GB
-# of temporary files; bench/corpus_results.json). Then training on 1.4 GB of TFRecord image
+# Then training on a 2 GB text corpus, its peak RSS and tokenization speed, and tokens/s
+# streamed from a token file against in memory (~10 minutes, 6 GB of temporary files;
+# bench/corpus_results.json). Then training on 1.4 GB of TFRecord image
 # shards: peak RSS, streamed against in-memory examples/s, SIGTERM and time-limit stops
 # (~10 minutes, 1.5 GB of temporary files; bench/image_results.json).
 bench: install
