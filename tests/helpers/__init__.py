@@ -3,6 +3,7 @@ paths, and training through the CLI runner."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -15,6 +16,17 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 def no_traceback(text: str) -> bool:
     return "Traceback" not in text
+
+
+def kill_env(kill_at: str | None = None, **extra: str) -> dict:
+    """This environment (plus `extra`) for a CLI subprocess, with `BIGMODEL_KILL_AT` set
+    to `kill_at` (faults.py's stop point) or removed: a stop point left set in the shell
+    must not reach a run that asks for none."""
+    env = {**os.environ, **extra}
+    env.pop("BIGMODEL_KILL_AT", None)
+    if kill_at:
+        env["BIGMODEL_KILL_AT"] = kill_at
+    return env
 
 
 def train(runner, config: Path, *args: str):

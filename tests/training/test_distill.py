@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bigmodel_cli.cli import app
-from tests.helpers import CONFIGS, forkserver, no_traceback, run_dir_of, train_into
+from tests.helpers import CONFIGS, forkserver, kill_env, no_traceback, run_dir_of, train_into
 
 STUDENT = CONFIGS / "digits_distill.yaml"
 # Deterministic, with a backup every 10 of an epoch's 45 steps (5 per graph call), so a
@@ -32,10 +31,7 @@ KILLED = -9
 
 
 def bigmodel(*args: str, kill_at: str | None = None, cwd: Path | None = None):
-    env = dict(os.environ)
-    env.pop("BIGMODEL_KILL_AT", None)
-    if kill_at:
-        env["BIGMODEL_KILL_AT"] = kill_at
+    env = kill_env(kill_at)
     result = forkserver.run(*map(str, args), env=env, **({"cwd": cwd} if cwd else {}))
     assert no_traceback(result.stderr), result.stderr[-3000:]
     return result

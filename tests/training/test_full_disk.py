@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import forkserver, no_traceback
+from tests.helpers import forkserver, kill_env, no_traceback
 from tests.helpers.disk import fill, free, mount_tmpfs, remount, unmount
 
 CONFIG = {
@@ -45,11 +45,7 @@ def write_config(folder: Path, output: Path) -> Path:
 
 
 def environment(stop_at: str | None = None) -> dict:
-    env = dict(os.environ)
-    env.pop("BIGMODEL_KILL_AT", None)
-    if stop_at:
-        env["BIGMODEL_KILL_AT"] = f"{stop_at}:STOP"
-    return env
+    return kill_env(f"{stop_at}:STOP" if stop_at else None)
 
 
 def bigmodel(*args: str) -> subprocess.CompletedProcess:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from tests.helpers import forkserver, no_traceback
+from tests.helpers import forkserver, kill_env, no_traceback
 
 CONFIG = {
     "name": "kill-test",
@@ -42,11 +41,7 @@ KILLED, TERM, INT = -9, 143, 130
 
 
 def bigmodel(*args: str, kill_at: str | None = None, timeout: int = 300):
-    env = dict(os.environ)
-    env.pop("BIGMODEL_KILL_AT", None)
-    if kill_at:
-        env["BIGMODEL_KILL_AT"] = kill_at
-    return forkserver.run(*args, env=env, timeout=timeout)
+    return forkserver.run(*args, env=kill_env(kill_at), timeout=timeout)
 
 
 def write_config(folder: Path) -> Path:

@@ -9,7 +9,6 @@ Three runs (dense, 50%, 80%) are shared by the module: each trains in about 10 s
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from bigmodel_cli.cli import app
-from tests.helpers import CONFIGS, forkserver, no_traceback, run_dir_of
+from tests.helpers import CONFIGS, forkserver, kill_env, no_traceback, run_dir_of
 from tests.helpers import train_into as train
 
 PRUNED_LAYERS = ("conv_1", "conv_2", "dense_1")  # the default: all but the output layer
@@ -155,10 +154,7 @@ KILL_AT, STEPS_DONE = "backup_committed:5", 2 * 12 + 8
 
 
 def bigmodel(*args: str, kill_at: str | None = None):
-    env = {k: v for k, v in os.environ.items() if k != "BIGMODEL_KILL_AT"}
-    if kill_at:
-        env["BIGMODEL_KILL_AT"] = kill_at
-    return forkserver.run(*args, env=env, timeout=300)
+    return forkserver.run(*args, env=kill_env(kill_at), timeout=300)
 
 
 def resume_config(folder: Path) -> Path:

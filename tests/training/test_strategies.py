@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import CONFIGS, forkserver, no_traceback
+from tests.helpers import CONFIGS, forkserver, kill_env, no_traceback
 from tests.helpers.cluster import free_port, tf_config
 
 COMMON = [
@@ -26,10 +25,7 @@ COMMON = [
 
 
 def bigmodel(*args: str, kill_at: str | None = None, env: dict | None = None):
-    env = {**os.environ, **(env or {})}
-    env.pop("BIGMODEL_KILL_AT", None)
-    if kill_at:
-        env["BIGMODEL_KILL_AT"] = kill_at
+    env = kill_env(kill_at, **(env or {}))
     # The CPU split into two logical devices first (for mirrored).
     return forkserver.run(*args, env=env, logical_cpus=2)
 
@@ -90,10 +86,7 @@ def test_two_workers_stopped_by_sigterm_resume_and_finish(tmp_path):
         ports = [free_port(), free_port()]
         started = []
         for index in (0, 1):
-            env = {**os.environ, "TF_CONFIG": tf_config(ports, index)}
-            env.pop("BIGMODEL_KILL_AT", None)
-            if kill_at:
-                env["BIGMODEL_KILL_AT"] = kill_at
+            env = kill_env(kill_at, TF_CONFIG=tf_config(ports, index))
             started.append(forkserver.start(*args, env=env))
         return started
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bigmodel_cli.cli import app
-from tests.helpers import CONFIGS, forkserver, no_traceback, run_dir_of
+from tests.helpers import CONFIGS, forkserver, kill_env, no_traceback, run_dir_of
 from tests.helpers import train_into as train
 
 PARENT = CONFIGS / "digits_0to6_cnn.yaml"
@@ -140,10 +139,7 @@ def test_init_keys_are_checked(runner, tmp_path):
 
 
 def _bigmodel(*args: str, kill_at: str | None = None):
-    env = {k: v for k, v in os.environ.items() if k != "BIGMODEL_KILL_AT"}
-    if kill_at:
-        env["BIGMODEL_KILL_AT"] = kill_at
-    return forkserver.run(*args, env=env, timeout=300)
+    return forkserver.run(*args, env=kill_env(kill_at), timeout=300)
 
 
 @pytest.mark.slow
