@@ -42,7 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import pipeline_alone  # noqa: E402
+from bench import pipeline_alone, stats  # noqa: E402
 
 RESULTS = ROOT / "bench" / "corpus_results.json"
 TARGET_PEAK_BYTES = 3e9
@@ -78,9 +78,12 @@ def train(config: Path, env: dict) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"bigmodel train failed:\n{process.stderr[-3000:]}")
     summary = json.loads(process.stdout)
+    with open(Path(summary["run_dir"]) / "metrics.csv", newline="") as handle:
+        rates = [float(row["examples_per_second"]) for row in csv.DictReader(handle)]  # tokens/s
     # The run's own measurement (VmHWM, read as summary.json is written).
     return {"seconds": round(seconds, 1), "peak_rss_bytes": summary["peak_rss_bytes"],
             "tokens_per_second": summary.get("tokens_per_second"),
+            "steady_tokens_per_second": round(stats.steady_rate(rates)),
             "test": summary["test"]}  # fmt: skip
 
 
@@ -98,20 +101,6 @@ def corpus_config(path: Path, work: Path, data: dict, **train) -> Path:
 
 def corpus_data(folder: Path) -> dict:
     return {"source": "text_corpus", "paths": [str(folder / "*" / "*.py")], "sequence_length": 128}
-
-
-def steady_rate(config: Path, env: dict) -> float:
-    """Tokens/s of a run over its epochs after the first (which traces the graph)."""
-    process = subprocess.run(
-        [sys.executable, "-m", "bigmodel_cli.cli", "train", str(config), "--json"],
-        capture_output=True, text=True, env=env, cwd=ROOT,
-    )  # fmt: skip
-    if process.returncode != 0:
-        raise SystemExit(f"bigmodel train failed:\n{process.stderr[-3000:]}")
-    run = Path(json.loads(process.stdout)["run_dir"])
-    with open(run / "metrics.csv", newline="") as handle:
-        rates = [float(row["examples_per_second"]) for row in csv.DictReader(handle)]
-    return round(statistics.mean(rates[1:] or rates))
 
 
 def token_windows_npz(cache: Path, out: Path, length: int = 128) -> None:
@@ -135,7 +124,7 @@ def throughput(work: Path, rounds: int) -> dict:
     env = {**os.environ, "BIGMODEL_CACHE_DIR": str(work / "small-cache")}
     steps = {"epochs": 3, "steps_per_epoch": 100, "validation_steps": 5}
     streamed = corpus_config(work / "streamed.yaml", work, corpus_data(work / "small"), **steps)
-    steady_rate(streamed, env)  # tokenizes the corpus into the cache, once
+    train(streamed, env)  # tokenizes the corpus into the cache, once
     token_windows_npz(work / "small-cache", work / "windows.npz")
     in_memory = corpus_config(
         work / "in_memory.yaml", work, {"source": "npz", "path": str(work / "windows.npz")}, **steps
@@ -147,12 +136,11 @@ def throughput(work: Path, rounds: int) -> dict:
     rate = {name: [] for name in configs}
     for _ in range(rounds):
         for name, path in configs.items():
-            rate[name].append(steady_rate(path, env))
-    ratios = [a / b for a, b in zip(rate["streamed"], rate["in_memory"], strict=True)]
+            rate[name].append(train(path, env)["steady_tokens_per_second"])
     return {
         "tokens_per_second": rate,
         "median_tokens_per_second": {name: statistics.median(v) for name, v in rate.items()},
-        "ratio_to_in_memory": round(statistics.median(ratios), 3),
+        "ratio_to_in_memory": round(stats.median_ratio(rate["streamed"], rate["in_memory"]), 3),
         "target_ratio": 0.95,
         "pipeline_alone_tokens_per_second": alone,
     }

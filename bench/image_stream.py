@@ -47,7 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import pipeline_alone  # noqa: E402
+from bench import pipeline_alone, stats  # noqa: E402
 
 RESULTS = ROOT / "bench" / "image_results.json"
 SHAPE = (64, 64, 3)
@@ -122,8 +122,7 @@ def train(path: Path, env: dict) -> dict:
             "train_seconds": round(summary["train_seconds"], 1),
             "peak_rss_bytes": summary["peak_rss_bytes"],
             "examples_per_second": round(summary["examples_per_second"]),
-            # Past the first epoch, which also traces the graph: the steady rate.
-            "steady_examples_per_second": round(statistics.mean(rates[1:] or rates)),
+            "steady_examples_per_second": round(stats.steady_rate(rates)),
             "test": summary["test"], "stop_reason": summary["stop_reason"]}  # fmt: skip
 
 
@@ -163,14 +162,9 @@ def throughput(work: Path, env: dict, shards: Path, rounds: int) -> dict:
         "rounds": rate,
         "median_examples_per_second": {name: statistics.median(v) for name, v in rate.items()},
         "ratio_to_in_memory": {
-            name: round(
-                statistics.median(
-                    a / b for a, b in zip(rate[name], rate["in_memory"], strict=True)
-                ),
-                3,
-            )
+            name: round(stats.median_ratio(rate[name], rate["in_memory"]), 3)
             for name in ("streamed", "cached")
-        },  # fmt: skip
+        },
         "peak_rss_bytes": {name: runs[-1][name]["peak_rss_bytes"] for name in SOURCES},
         "pipeline_alone_examples_per_second": alone,
     }

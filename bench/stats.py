@@ -24,6 +24,12 @@ def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
     return median(paired_ratios(a, b))
 
 
+def steady_rate(rates: Sequence[float]) -> float:
+    """The mean of per-epoch rates past the first epoch, which also traces the graph
+    (the one epoch's rate when there is only one)."""
+    return float(statistics.mean(rates[1:] or rates))
+
+
 def meets(value: float, target: float, higher_is_better: bool = True) -> bool:
     return value >= target if higher_is_better else value <= target
 

@@ -32,6 +32,11 @@ def test_median_and_paired_ratios():
         stats.median([])
 
 
+def test_steady_rate_leaves_out_the_first_epoch_that_traces_the_graph():
+    assert stats.steady_rate([100.0, 300.0, 500.0]) == 400.0
+    assert stats.steady_rate([100.0]) == 100.0  # one epoch: its own rate
+
+
 def test_alternating_order_reverses_every_other_repetition():
     assert stats.alternating(["a", "b"], 3) == [["a", "b"], ["b", "a"], ["a", "b"]]
 
