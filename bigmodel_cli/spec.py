@@ -42,6 +42,19 @@ class DataSpec:
         return asdict(self)
 
 
+def read_rows(path: str, starts: np.ndarray, out: np.ndarray, holding: str) -> None:
+    """Fill each row of `out` (2-D, C-contiguous) with the bytes of `path` from
+    `starts[i]` on: one unbuffered read per row, nothing mapped, so memory holds `out`
+    alone. (A memory map made per batch cost 3-6x as long, in page faults, holding the
+    GIL.)"""
+    size = out.shape[1] * out.itemsize
+    with open(path, "rb", buffering=0) as handle:
+        for row, start in zip(out, starts, strict=True):
+            handle.seek(int(start))
+            if handle.readinto(row) != size:
+                raise OSError(f"{path}: shorter than {holding}")
+
+
 @dataclass(frozen=True)
 class TokenWindows:
     """Next-token sequences read from a token file (data/token_cache.py) as they are
@@ -67,15 +80,9 @@ class TokenWindows:
     def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(inputs, labels) of the sequences `indices`, as int32: each sequence's tokens
         and the next one read into the batch, so memory holds the batch alone."""
-        indices = np.asarray(indices, np.int64)
-        itemsize = np.dtype(self.dtype).itemsize
         rows = np.empty((len(indices), self.length + 1), self.dtype)
-        size = rows.shape[1] * itemsize
-        with open(self.path, "rb", buffering=0) as handle:
-            for position, index in enumerate(indices):
-                handle.seek(int(index) * self.length * itemsize)
-                if handle.readinto(rows[position]) != size:
-                    raise OSError(f"{self.path}: shorter than its {self.count:,} sequences")
+        starts = np.asarray(indices, np.int64) * self.length * rows.itemsize
+        read_rows(self.path, starts, rows, f"its {self.count:,} sequences")
         rows = rows.astype(np.int32)
         return rows[:, :-1], rows[:, 1:]
 
@@ -110,16 +117,11 @@ class EncodedExamples:
 
     def read_decoded(self, indices: np.ndarray) -> np.ndarray:
         """The decoded examples `indices` (uint8) from the `decoded` file, each row read
-        into the batch: nothing is mapped, so memory holds the batch alone. (A memory
-        map made per batch cost 3-6x as long, in page faults, holding the GIL.)"""
-        indices = np.asarray(indices, np.int64)
+        into the batch (`read_rows`)."""
         row = int(np.prod(self.shape))
         out = np.empty((len(indices), row), np.uint8)
-        with open(self.decoded, "rb", buffering=0) as handle:
-            for position, index in enumerate(indices):
-                handle.seek(int(index) * row)
-                if handle.readinto(out[position]) != row:
-                    raise OSError(f"{self.decoded}: shorter than its {len(self):,} examples")
+        starts = np.asarray(indices, np.int64) * row
+        read_rows(self.decoded, starts, out, f"its {len(self):,} examples")
         return out.reshape(len(indices), *self.shape)
 
     def take(self, indices: np.ndarray) -> EncodedExamples:
